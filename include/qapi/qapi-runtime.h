@@ -1,0 +1,126 @@
+/*
+ * Runtime support for the code that scripts/qapi-gen.py generates from
+ * qapi/*.json, and the contract between that code and its users (the
+ * monitor, the daemon's command line, tests).
+ *
+ * Generated API, for a schema type Foo (struct, union, alternate, enum):
+ *   struct/union:  typedef struct Foo Foo;  optional scalar members have a
+ *                  "bool has_<m>" flag, optional pointer members are NULL
+ *                  when absent.  Lists: "FooList { FooList *next; Foo *value; }"
+ *                  (builtins: strList, int64List, boolList...).
+ *   enum:          typedef enum Foo { FOO_VALUE, ..., FOO__MAX } Foo;
+ *                  const char *Foo_str(Foo v); int Foo_parse(const char *s)
+ *                  (-1 when unknown).
+ *   free:          void qapi_free_Foo(Foo *obj); qapi_free_FooList(...);
+ *                  and G_DEFINE_AUTOPTR_CLEANUP_FUNC for each.
+ *   input:         bool visit_in_Foo(const json_t *src, const QapiPath *path,
+ *                                    Foo **out, Error **errp);
+ *                  (enums: Foo *out).  On failure *out is left NULL and the
+ *                  error names the member by its full dotted path.
+ *   output:        void qapi_out_Foo(GString *buf, const Foo *obj);
+ *                  appends compact JSON text straight to buf.
+ *   commands:      a handler "R *qmp_<cmd>(args..., Error **errp)" that the
+ *                  project writes; arguments expanded unless 'boxed';
+ *                  the generated marshaller qmp_marshal_<cmd> parses the
+ *                  arguments with the input visitors, calls the handler and
+ *                  writes the return value as JSON text.  Commands with
+ *                  'gen': false have a hand-written marshaller.
+ *   events:        void qapi_event_send_<event>(args...) renders the data
+ *                  and calls qapi_event_emit().
+ *   introspection: qapi_introspect_json, the reply of query-qmp-schema.
+ *
+ * Threads: everything here is used from the main thread only, except the
+ * pure functions (visitors, serialisers, free) which any thread may call on
+ * data it owns.
+ */
+#ifndef QAPI_QAPI_RUNTIME_H
+#define QAPI_QAPI_RUNTIME_H
+
+#include <glib.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "util/error.h"
+
+/*
+ * Where an input value sits, for error messages.  Built on the stack while
+ * visiting, so success costs no allocation; the dotted name
+ * ("x-perf.max-workers", "actions[0].type") is assembled only on error.
+ */
+typedef struct QapiPath {
+    const struct QapiPath *parent;
+    const char *name;   /* member name; NULL for a list element or root */
+    size_t index;       /* list index when name is NULL and parent set */
+    bool keyval;        /* scalars may come as strings (command line) */
+} QapiPath;
+
+#define QAPI_PATH_ROOT(kv) ((QapiPath){ NULL, NULL, 0, (kv) })
+#define QAPI_PATH_MEMBER(p, n) ((QapiPath){ (p), (n), 0, (p)->keyval })
+#define QAPI_PATH_INDEX(p, i) ((QapiPath){ (p), NULL, (i), (p)->keyval })
+
+/* Full dotted name of path (caller frees). */
+char *qapi_path_name(const QapiPath *path);
+
+/* Builtin input visitors.  On type mismatch:
+ * "Parameter 'NAME' expects integer" (or string, boolean, number, ...). */
+bool qapi_in_str(const json_t *v, const QapiPath *p, char **out, Error **errp);
+bool qapi_in_int(const json_t *v, const QapiPath *p, int64_t min, int64_t max,
+                 const char *type_name, int64_t *out, Error **errp);
+bool qapi_in_uint(const json_t *v, const QapiPath *p, uint64_t max,
+                  const char *type_name, uint64_t *out, Error **errp);
+bool qapi_in_bool(const json_t *v, const QapiPath *p, bool *out, Error **errp);
+bool qapi_in_number(const json_t *v, const QapiPath *p, double *out,
+                    Error **errp);
+bool qapi_in_null(const json_t *v, const QapiPath *p, Error **errp);
+/* 'any': a new reference to v. */
+bool qapi_in_any(const json_t *v, const QapiPath *p, json_t **out,
+                 Error **errp);
+bool qapi_in_enum(const json_t *v, const QapiPath *p,
+                  int (*parse)(const char *), int *out, Error **errp);
+/* Checks v is an object; errors "Parameter 'NAME' expects object". */
+bool qapi_in_check_object(const json_t *v, const QapiPath *p, Error **errp);
+bool qapi_in_check_array(const json_t *v, const QapiPath *p, Error **errp);
+/* "Parameter 'NAME' is missing" */
+void qapi_in_error_missing(const QapiPath *p, const char *member,
+                           Error **errp);
+/* Fails with "Parameter 'NAME' is unexpected" if obj has a member whose
+ * name is not in the NULL-terminated list known. */
+bool qapi_in_check_unexpected(const json_t *obj, const QapiPath *p,
+                              const char *const *known, Error **errp);
+
+/* Builtin serialisers: append compact JSON to buf. */
+void qapi_out_str(GString *buf, const char *s);   /* quoted and escaped */
+void qapi_out_int(GString *buf, int64_t v);
+void qapi_out_uint(GString *buf, uint64_t v);
+void qapi_out_bool(GString *buf, bool v);
+void qapi_out_number(GString *buf, double v);
+void qapi_out_null(GString *buf);
+void qapi_out_any(GString *buf, const json_t *v);
+/* Appends "\"name\":" (with a leading comma unless *first). */
+void qapi_out_key(GString *buf, const char *name, bool *first);
+
+/* Commands. */
+typedef bool QmpMarshalFn(const json_t *args, GString *ret, Error **errp);
+
+typedef struct QmpCommand {
+    const char *name;
+    QmpMarshalFn *fn;
+} QmpCommand;
+
+/* The table of all commands, sorted by name (generated). */
+extern const QmpCommand qmp_command_table[];
+extern const size_t qmp_command_count;
+const QmpCommand *qmp_find_command(const char *name);
+
+/* query-qmp-schema's reply: a JSON array of SchemaInfo (generated). */
+extern const char qapi_introspect_json[];
+
+/*
+ * Emits an event to every negotiated QMP client.  data_json is the
+ * rendered "data" object or NULL.  Provided by the monitor (or by a test
+ * program that records events).
+ */
+void qapi_event_emit(const char *event, const char *data_json);
+
+#endif
