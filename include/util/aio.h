@@ -60,11 +60,17 @@ void aio_set_fd_handler(AioContext *ctx, int fd, IOHandler *io_read,
  * Returns true if any callback made progress.
  */
 bool aio_poll(AioContext *ctx, bool blocking);
-/* Wakes the context's thread out of a blocking aio_poll (any thread). */
+/*
+ * Wakes the context's thread out of a blocking aio_poll (any thread).  A
+ * notify that arrives while the loop is not blocked is remembered: the next
+ * blocking aio_poll returns without sleeping.  So "set a flag, then
+ * aio_notify(ctx)" is enough to end an AIO_WAIT_WHILE on that flag.
+ */
 void aio_notify(AioContext *ctx);
 
 /* Waits, running ctx's loop, until cond is false.  Main thread or the
- * context's own thread only. */
+ * context's own thread only.  Another thread that makes cond false must
+ * call aio_notify(ctx) afterwards (or do it from a BH/coroutine in ctx). */
 #define AIO_WAIT_WHILE(ctx, cond) \
     do { while (cond) { aio_poll((ctx), true); } } while (0)
 
@@ -84,7 +90,10 @@ void timer_del(QEMUTimer *t);
 bool timer_pending(QEMUTimer *t);
 void timer_free(QEMUTimer *t);
 
-/* Enters co in ctx's thread at ctx's next iteration (any thread). */
+/* Enters co in ctx's thread at ctx's next iteration (any thread).  A
+ * coroutine may schedule itself elsewhere and then yield at once: that is
+ * how it moves to another context (the target waits for the switch away to
+ * finish before entering it). */
 void aio_co_schedule(AioContext *ctx, Coroutine *co);
 /*
  * Resumes co in its own context: entered directly if the caller runs in
@@ -98,9 +107,28 @@ void aio_co_enter(AioContext *ctx, Coroutine *co);
 /*
  * Runs entry(opaque) in a new coroutine inside ctx and waits (driving the
  * caller's own loop) until it returns.  For control-plane code in the main
- * thread that must act on a node owned by an iothread.
+ * thread that must act on a node owned by an iothread.  Called from a
+ * coroutine, it yields instead of polling and resumes in its own context.
  */
 void aio_run_in_context(AioContext *ctx, CoroutineEntry *entry, void *opaque);
+
+/*
+ * Per-context slots for engines that live beside the loop (one linux-aio
+ * state, one thread-pool state per context).  Owner thread only.  When the
+ * context is freed, destroy(data) runs for every set slot, before the
+ * context's fds and BHs are released, in the thread that drops the last
+ * reference (for an iothread: the iothread itself, as it exits).
+ */
+typedef enum AioSlot {
+    AIO_SLOT_LINUX_AIO,
+    AIO_SLOT_THREAD_POOL,
+    AIO_SLOT__MAX,
+} AioSlot;
+
+void *aio_context_get_slot(AioContext *ctx, AioSlot slot);
+/* Sets (or with data NULL, clears) a slot; destroy may be NULL. */
+void aio_context_set_slot(AioContext *ctx, AioSlot slot, void *data,
+                          void (*destroy)(void *data));
 
 /* IOThreads: a thread running its own AioContext until destroyed. */
 typedef struct IOThread IOThread;
@@ -111,7 +139,8 @@ AioContext *iothread_get_aio_context(IOThread *t);
 const char *iothread_get_id(IOThread *t);
 /* Thread id (gettid) of the iothread, for query-iothreads. */
 int iothread_get_thread_id(IOThread *t);
-/* Stops the thread, joins it and frees it. */
+/* Stops the thread (after callbacks already scheduled there have run),
+ * joins it and frees it.  Not from the iothread itself. */
 void iothread_destroy(IOThread *t);
 /* Iterates over all iothreads in creation order. */
 IOThread *iothread_next(IOThread *prev);

@@ -57,7 +57,9 @@ bool in_coroutine(void);
 bool coroutine_entered(Coroutine *co);
 AioContext *coroutine_get_ctx(Coroutine *co);
 
-/* Counters for tests: stacks in this thread's pool, coroutines created. */
+/* Counters for tests: terminated coroutines kept for reuse in this
+ * thread's pool (bounded), and stacks this thread has mapped so far (only
+ * grows when the pool was empty). */
 size_t coroutine_pool_size(void);
 uint64_t coroutine_stacks_allocated(void);
 

@@ -24,19 +24,36 @@ typedef enum LaioType {
     LAIO_FDSYNC,
 } LaioType;
 
-/* The context's engine, created on first call; NULL (errp set) when the
- * kernel refuses io_setup. */
+/* The context's engine, created on first call and kept in ctx's
+ * AIO_SLOT_LINUX_AIO slot until laio_cleanup() or until ctx is freed;
+ * NULL (errp set) when the kernel refuses io_setup (a later call tries
+ * again).  ctx's thread only (or before that thread runs ctx). */
 LinuxAioState *aio_get_linux_aio(AioContext *ctx, Error **errp);
 
 /*
  * Reads or writes qiov at offset on fd from the current coroutine (which
  * must run in the engine's context).  Returns bytes transferred (short
  * reads past EOF are zero-filled and count as complete) or -errno.
+ * A short write is resubmitted for its remainder; a write round that makes
+ * no progress fails with -EIO.  qiov may have at most IOV_MAX elements.
+ * LAIO_FDSYNC returns 0 or -errno; -EINVAL means the kernel does not
+ * support it (fall back to fdatasync() in the thread pool).
  */
 int64_t coroutine_fn laio_co_submit(LinuxAioState *s, int fd, int64_t offset,
                                     QIOVector *qiov, LaioType type);
 
-/* Destroys an engine (its context is shutting down). */
+/* Destroys an engine before its context goes away (freeing the context
+ * does it too).  No request may be in flight; ctx's thread only, or after
+ * that thread stopped. */
 void laio_cleanup(LinuxAioState *s);
+
+/* The context's engine if one was created, else NULL (never creates).
+ * ctx's thread only. */
+LinuxAioState *aio_find_linux_aio(AioContext *ctx);
+
+/* Counters since creation: io_submit() calls and requests submitted (a
+ * resubmitted short write counts again).  submits < requests shows
+ * batching.  Any thread; the two values may be from different instants. */
+void laio_get_stats(LinuxAioState *s, uint64_t *submits, uint64_t *requests);
 
 #endif

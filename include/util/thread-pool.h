@@ -27,4 +27,8 @@ int coroutine_fn thread_pool_submit_co(ThreadPoolFunc *func, void *arg);
 /* For tests: current number of worker threads. */
 int thread_pool_num_workers(void);
 
+/* For tests: how long a worker may stay idle before it exits (default
+ * 10 s).  Applies to sleeping workers too. */
+void thread_pool_set_idle_timeout_ms(unsigned ms);
+
 #endif
