@@ -1,7 +1,7 @@
 /*
  * Runtime support for the code that scripts/qapi-gen.py generates from
- * qapi/*.json, and the contract between that code and its users (the
- * monitor, the daemon's command line, tests).
+ * the qapi/ schema files, and the contract between that code and its
+ * users (the monitor, the daemon's command line, tests).
  *
  * Generated API, for a schema type Foo (struct, union, alternate, enum):
  *   struct/union:  typedef struct Foo Foo;  optional scalar members have a
@@ -18,7 +18,8 @@
  *                  (enums: Foo *out).  On failure *out is left NULL and the
  *                  error names the member by its full dotted path.
  *   output:        void qapi_out_Foo(GString *buf, const Foo *obj);
- *                  appends compact JSON text straight to buf.
+ *                  appends single-line JSON text straight to buf, separated as
+ *                  QEMU does (", " between members, ": " after keys).
  *   commands:      a handler "R *qmp_<cmd>(args..., Error **errp)" that the
  *                  project writes; arguments expanded unless 'boxed';
  *                  the generated marshaller qmp_marshal_<cmd> parses the
@@ -89,7 +90,54 @@ void qapi_in_error_missing(const QapiPath *p, const char *member,
 bool qapi_in_check_unexpected(const json_t *obj, const QapiPath *p,
                               const char *const *known, Error **errp);
 
-/* Builtin serialisers: append compact JSON to buf. */
+/*
+ * Also generated, for a struct or union Foo: visit_in_members_Foo() and
+ * qapi_out_members_Foo(buf, obj, &first) (the members without the braces,
+ * used for bases, union branches and boxed events), qapi_free_members_Foo()
+ * (frees what the members own, not obj), and for a type with a base,
+ * qapi_Foo_base() (a pointer cast: base members come first).  Lists of
+ * builtins are named after the schema type: strList, intList, int8List,
+ * sizeList, numberList, boolList, anyList...  A NULL string serialises as
+ * "", a NULL object as {}, a NULL list as [] and a NULL any as null.
+ * Marshallers expect args to be a JSON object (the monitor passes {} when
+ * a request has no "arguments"); a command without a return value writes
+ * {} into ret.
+ */
+
+/*
+ * Additions (qapi): the C type of the schema's 'null' (a value that can
+ * only be null), and the JSON kinds an alternate's branches are told
+ * apart by.  An alternate is "struct { QType type; union {...} u; }".
+ */
+typedef enum QapiNull { QAPI_NULL } QapiNull;
+
+typedef enum QType {
+    QTYPE_NONE,
+    QTYPE_QNULL,
+    QTYPE_QNUM,
+    QTYPE_QSTRING,
+    QTYPE_QDICT,
+    QTYPE_QLIST,
+    QTYPE_QBOOL,
+    QTYPE__MAX,
+} QType;
+
+/* "Parameter 'NAME' expects <what>" */
+void qapi_in_error_type(const QapiPath *p, const char *what, Error **errp);
+/* True when v stands for an empty list: an empty string from keyval. */
+bool qapi_in_is_empty_list(const json_t *v, const QapiPath *p);
+/*
+ * Which branch of an alternate takes v: one of the QTypes in the bit mask
+ * allowed (1u << QTYPE_x), or QTYPE_NONE.  From keyval, where every
+ * scalar is a string, a string goes to the string branch if there is one,
+ * else to the first of boolean, number or null that can parse it.  (The
+ * generated code asks again without the string bit when the string branch
+ * is an enum that has no such value.)
+ */
+QType qapi_in_alternate_type(const json_t *v, const QapiPath *p,
+                             unsigned allowed);
+
+/* Builtin serialisers: append single-line JSON to buf. */
 void qapi_out_str(GString *buf, const char *s);   /* quoted and escaped */
 void qapi_out_int(GString *buf, int64_t v);
 void qapi_out_uint(GString *buf, uint64_t v);
@@ -97,7 +145,7 @@ void qapi_out_bool(GString *buf, bool v);
 void qapi_out_number(GString *buf, double v);
 void qapi_out_null(GString *buf);
 void qapi_out_any(GString *buf, const json_t *v);
-/* Appends "\"name\":" (with a leading comma unless *first). */
+/* Appends "\"name\": " (after ", " unless *first). */
 void qapi_out_key(GString *buf, const char *name, bool *first);
 
 /* Commands. */

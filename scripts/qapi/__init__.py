@@ -1,0 +1,1 @@
+"""QAPI schema code generator for blockd (see scripts/qapi-gen.py)."""
