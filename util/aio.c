@@ -240,11 +240,16 @@ static void aio_event_read(void *opaque)
     AioContext *ctx = opaque;
     uint64_t val;
 
-    /* Clear first: a notify racing with the read then re-arms the fd. */
-    __atomic_store_n(&ctx->notified, 0, __ATOMIC_RELEASE);
+    /* Read first, then clear: clearing first lets a notifier write
+     * between the two, its count is then consumed by the read and
+     * "notified" stays set with an empty eventfd, so every later
+     * aio_notify() skips the write and the loop sleeps forever.  A notify
+     * that sees the flag still set here is harmless: the loop is awake
+     * and re-checks for work before it sleeps again. */
     if (read(ctx->event_fd, &val, sizeof(val)) < 0 && errno != EAGAIN) {
         aio_panic("eventfd read", errno);
     }
+    __atomic_store_n(&ctx->notified, 0, __ATOMIC_RELEASE);
 }
 
 /* ------------------------------------------------------------------ */
@@ -273,6 +278,7 @@ static void aio_bh_push(QEMUBH *bh)
 
 static void bh_schedule_flags(QEMUBH *bh, int extra)
 {
+    AioContext *ctx = bh->ctx;
     int old = __atomic_fetch_or(&bh->flags,
                                 BH_SCHEDULED | BH_QUEUED | extra,
                                 __ATOMIC_ACQ_REL);
@@ -280,7 +286,7 @@ static void bh_schedule_flags(QEMUBH *bh, int extra)
     if (!(old & BH_QUEUED)) {
         aio_bh_push(bh);
     }
-    aio_notify(bh->ctx);
+    aio_notify(ctx);
 }
 
 void bh_schedule(QEMUBH *bh)
