@@ -365,7 +365,8 @@ static const char *monitor_greeting(void)
     return greeting;
 }
 
-void qapi_event_emit(const char *event, const char *data_json)
+/* The event sink: one timestamped line to every negotiated client. */
+static void monitor_emit_event(const char *event, const char *data_json)
 {
     g_autoptr(GString) line = g_string_sized_new(128);
     struct timespec ts;
@@ -485,6 +486,7 @@ bool monitor_new_qmp(const MonitorOptions *opts, Error **errp)
     Chardev *chr = chardev_find(opts->chardev);
     QmpServer *srv;
 
+    qapi_event_set_sink(monitor_emit_event);
     if (!chr) {
         error_setg(errp, "chardev '%s' not found", opts->chardev);
         return false;

@@ -165,10 +165,15 @@ const QmpCommand *qmp_find_command(const char *name);
 extern const char qapi_introspect_json[];
 
 /*
- * Emits an event to every negotiated QMP client.  data_json is the
- * rendered "data" object or NULL.  Provided by the monitor (or by a test
- * program that records events).
+ * Events.  The generated qapi_event_send_<name>() render the data and call
+ * qapi_event_emit(), which hands the event to the sink registered with
+ * qapi_event_set_sink(): the monitor (which sends it, timestamped, to every
+ * negotiated client) or a test's recorder.  Programs without a sink (the
+ * tools) drop events.  data_json is the rendered "data" object or NULL.
+ * Main thread only: code running elsewhere hands its events over first.
  */
+typedef void QapiEventSink(const char *event, const char *data_json);
+void qapi_event_set_sink(QapiEventSink *sink);
 void qapi_event_emit(const char *event, const char *data_json);
 
 #endif
