@@ -35,6 +35,12 @@ check-sanitizers: deps $(SAN_BUILD)/build.ninja
 	 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	 python3 scripts/run-checks.py --build-dir $(SAN_BUILD)
 
+# The README's main command: a live backup of a disk a guest is writing
+# (scripts/demo.py: creates the disk, runs blockd, checks the backup).
+.PHONY: demo
+demo: build
+	@python3 scripts/demo.py --build-dir $(BUILD)
+
 # Refreshes the committed copy of the generated QMP reference.
 docs: build
 	cp $(BUILD)/qapi/qmp-reference.md docs/qmp-reference.md

@@ -6,6 +6,7 @@
  */
 #include <string.h>
 
+#include "block/backup.h"
 #include "block/block-backend.h"
 #include "block/block_int.h"
 #include "qapi/qapi-commands.h"
@@ -214,4 +215,216 @@ out:
     bdrv_unref(bs);     /* the backend holds its own reference */
     json_decref(obj);
     return ok;
+}
+
+/* ---- Backup commands: blockdev-backup, drive-backup, block-backup,
+ * transaction ---- */
+
+/* Fills p from the arguments every backup command shares and looks up
+ * the source.  p->target is left to the caller. */
+static bool backup_params_init(const BackupCommon *c, BackupParams *p,
+                               Error **errp)
+{
+    const BackupPerf *perf = c->x_perf;
+
+    *p = (BackupParams) {
+        .job_id = c->job_id,
+        .device = c->device,
+        .sync = c->sync,
+        .speed = c->has_speed ? c->speed : 0,
+        .on_source_error = c->has_on_source_error ? c->on_source_error
+                                                  : BLOCKDEV_ON_ERROR_REPORT,
+        .on_target_error = c->has_on_target_error ? c->on_target_error
+                                                  : BLOCKDEV_ON_ERROR_REPORT,
+        .filter_node_name = c->filter_node_name,
+        .copy.cbw_buffer_size = BLOCK_COPY_DEFAULT_CBW_BUFFER,
+    };
+    if (c->has_auto_finalize && !c->auto_finalize) {
+        p->flags |= JOB_MANUAL_FINALIZE;
+    }
+    if (c->has_auto_dismiss && !c->auto_dismiss) {
+        p->flags |= JOB_MANUAL_DISMISS;
+    }
+    if (perf) {
+        if (perf->has_max_workers) {
+            if (perf->max_workers < 1 || perf->max_workers > 1024) {
+                error_setg(errp, "max-workers must be between 1 and 1024");
+                return false;
+            }
+            p->copy.max_workers = (int)perf->max_workers;
+        }
+        if (perf->has_max_chunk) {
+            p->copy.max_chunk = perf->max_chunk;
+        }
+        if (perf->has_cbw_buffer_size) {
+            p->copy.cbw_buffer_size = perf->cbw_buffer_size;
+        }
+    }
+    p->source = bdrv_lookup_device(c->device, errp);
+    return p->source != NULL;
+}
+
+/* blockdev-backup up to the created job (not activated, not started). */
+static BlockJob *blockdev_backup_create(const BlockdevBackup *arg,
+                                        JobTxn *txn, Error **errp)
+{
+    BackupParams p;
+
+    if (!backup_params_init(qapi_BlockdevBackup_base(arg), &p, errp)) {
+        return NULL;
+    }
+    p.target = bdrv_lookup_device(arg->target, errp);
+    if (!p.target) {
+        return NULL;
+    }
+    return backup_job_create(&p, txn, errp);
+}
+
+/* Creates (mode absolute-paths) and opens drive-backup's target image with
+ * the source's size and cache mode.  Returns a new reference. */
+static BlockDriverState *drive_backup_open_target(BlockDriverState *source,
+                                                  const char *path,
+                                                  const char *format,
+                                                  NewImageMode mode,
+                                                  Error **errp)
+{
+    int64_t size = bdrv_getlength(source);
+    BdrvImageOpts o = {
+        .filename = path,
+        .format = format ? format : "raw",
+        .direct = bdrv_get_cache_direct(source),
+        .aio_native = bdrv_get_cache_direct(source),
+    };
+
+    if (size < 0) {
+        error_setg_errno(errp, (int)-size, "Cannot get the size of '%s'",
+                         bdrv_get_node_name(source));
+        return NULL;
+    }
+    if (mode == NEW_IMAGE_MODE_ABSOLUTE_PATHS &&
+        bdrv_create_image(o.format, path, size, PREALLOC_MODE_OFF,
+                          errp) < 0) {
+        return NULL;
+    }
+    return bdrv_open_image(&o, errp);
+}
+
+static BlockJob *drive_backup_create(const DriveBackup *arg, JobTxn *txn,
+                                     Error **errp)
+{
+    BackupParams p;
+    BlockJob *job;
+
+    if (!backup_params_init(qapi_DriveBackup_base(arg), &p, errp)) {
+        return NULL;
+    }
+    p.target = drive_backup_open_target(p.source, arg->target, arg->format,
+                                        arg->has_mode ? arg->mode :
+                                        NEW_IMAGE_MODE_ABSOLUTE_PATHS, errp);
+    if (!p.target) {
+        return NULL;
+    }
+    job = backup_job_create(&p, txn, errp);
+    /* The job (and its filter) hold the target now; on failure this
+     * closes it. */
+    bdrv_unref(p.target);
+    return job;
+}
+
+/* Activates and starts created jobs together. */
+static void backup_jobs_start(BlockJob **jobs, size_t n)
+{
+    backup_jobs_activate(jobs, n);
+    for (size_t i = 0; i < n; i++) {
+        job_start(&jobs[i]->job);
+    }
+}
+
+void qmp_blockdev_backup(const BlockdevBackup *arg, Error **errp)
+{
+    BlockJob *job = blockdev_backup_create(arg, NULL, errp);
+
+    if (job) {
+        backup_jobs_start(&job, 1);
+    }
+}
+
+void qmp_drive_backup(const DriveBackup *arg, Error **errp)
+{
+    BlockJob *job = drive_backup_create(arg, NULL, errp);
+
+    if (job) {
+        backup_jobs_start(&job, 1);
+    }
+}
+
+void qmp_block_backup(const char *device, const char *target,
+                      const char *format, bool has_mode, NewImageMode mode,
+                      bool has_speed, int64_t speed, Error **errp)
+{
+    DriveBackup arg = {
+        .device = (char *)device,
+        .sync = MIRROR_SYNC_MODE_FULL,
+        .has_speed = has_speed,
+        .speed = speed,
+        .target = (char *)target,
+        .format = (char *)format,
+        .has_mode = has_mode,
+        .mode = mode,
+    };
+
+    qmp_drive_backup(&arg, errp);
+}
+
+void qmp_transaction(TransactionActionList *actions,
+                     TransactionProperties *properties, Error **errp)
+{
+    bool grouped = properties && properties->has_completion_mode &&
+                   properties->completion_mode ==
+                   ACTION_COMPLETION_MODE_GROUPED;
+    g_autoptr(GPtrArray) jobs = g_ptr_array_new();
+    JobTxn *txn = NULL;
+    TransactionActionList *l;
+
+    if (grouped) {
+        for (l = actions; l; l = l->next) {
+            if (l->value->type == TRANSACTION_ACTION_KIND_ABORT) {
+                error_setg(errp, "Action 'abort' does not support "
+                           "Transaction property completion-mode = "
+                           "grouped");
+                return;
+            }
+        }
+        txn = job_txn_new();
+    }
+    for (l = actions; l; l = l->next) {
+        TransactionAction *a = l->value;
+        BlockJob *job = NULL;
+
+        switch (a->type) {
+        case TRANSACTION_ACTION_KIND_BLOCKDEV_BACKUP:
+            job = blockdev_backup_create(a->u.blockdev_backup.data, txn,
+                                         errp);
+            break;
+        case TRANSACTION_ACTION_KIND_DRIVE_BACKUP:
+            job = drive_backup_create(a->u.drive_backup.data, txn, errp);
+            break;
+        default:
+            error_setg(errp, "Transaction aborted using Abort action");
+            break;
+        }
+        if (!job) {
+            /* None starts: the created jobs go away with their filters. */
+            for (guint i = 0; i < jobs->len; i++) {
+                job_early_fail(&((BlockJob *)jobs->pdata[i])->job);
+            }
+            goto out;
+        }
+        g_ptr_array_add(jobs, job);
+    }
+    backup_jobs_start((BlockJob **)jobs->pdata, jobs->len);
+out:
+    if (txn) {
+        job_txn_unref(txn);
+    }
 }

@@ -29,9 +29,16 @@ struct BlockBackend {
 };
 
 static BlockBackend *named_head;
+/* name -> backend for the list above (stats: O(1) lookups keep adding
+ * nodes fast beside thousands of devices). */
+static GHashTable *named_by_name;
 
 static void named_list_remove(BlockBackend *blk)
 {
+    if (named_by_name &&
+        g_hash_table_lookup(named_by_name, blk->name) == blk) {
+        g_hash_table_remove(named_by_name, blk->name);
+    }
     for (BlockBackend **p = &named_head; *p; p = &(*p)->next) {
         if (*p == blk) {
             *p = blk->next;
@@ -68,6 +75,10 @@ BlockBackend *blk_new(const char *name, Error **errp)
             p = &(*p)->next;
         }
         *p = blk;
+        if (!named_by_name) {
+            named_by_name = g_hash_table_new(g_str_hash, g_str_equal);
+        }
+        g_hash_table_insert(named_by_name, blk->name, blk);
     }
     return blk;
 }
@@ -88,6 +99,7 @@ void blk_unref(BlockBackend *blk)
     }
     blk_remove_bs(blk);
     named_list_remove(blk);
+    block_acct_cleanup(&blk->stats);
     g_free(blk->name);
     g_free(blk->user_desc);
     g_free(blk);
@@ -165,12 +177,7 @@ void blk_set_user_desc(BlockBackend *blk, const char *desc)
 
 BlockBackend *blk_by_name(const char *name)
 {
-    for (BlockBackend *blk = named_head; blk; blk = blk->next) {
-        if (strcmp(blk->name, name) == 0) {
-            return blk;
-        }
-    }
-    return NULL;
+    return named_by_name ? g_hash_table_lookup(named_by_name, name) : NULL;
 }
 
 BlockBackend *blk_next(BlockBackend *prev)

@@ -11,6 +11,7 @@
 
 #include "block/block-backend.h"
 #include "block/block_int.h"
+#include "block/nbd-client.h"
 
 /* All nodes in creation order (main thread). */
 static BlockDriverState *all_nodes_head;
@@ -34,14 +35,13 @@ bool bdrv_node_name_valid(const char *name)
     return true;
 }
 
+/* node-name -> node for every node in the list above (stats: O(1) lookups
+ * keep blockdev-add fast with thousands of nodes). */
+static GHashTable *nodes_by_name;
+
 BlockDriverState *bdrv_find_node(const char *name)
 {
-    for (BlockDriverState *bs = all_nodes_head; bs; bs = bs->next_all) {
-        if (strcmp(bs->node_name, name) == 0) {
-            return bs;
-        }
-    }
-    return NULL;
+    return nodes_by_name ? g_hash_table_lookup(nodes_by_name, name) : NULL;
 }
 
 BlockDriverState *bdrv_next_node(BlockDriverState *prev)
@@ -82,6 +82,10 @@ static void generate_node_name(BlockDriverState *bs)
 
 static void node_list_add(BlockDriverState *bs)
 {
+    if (!nodes_by_name) {
+        nodes_by_name = g_hash_table_new(g_str_hash, g_str_equal);
+    }
+    g_hash_table_insert(nodes_by_name, bs->node_name, bs);
     if (all_nodes_tail) {
         all_nodes_tail->next_all = bs;
     } else {
@@ -93,6 +97,11 @@ static void node_list_add(BlockDriverState *bs)
 static void node_list_remove(BlockDriverState *bs)
 {
     BlockDriverState *prev = NULL;
+
+    if (nodes_by_name && g_hash_table_lookup(nodes_by_name,
+                                             bs->node_name) == bs) {
+        g_hash_table_remove(nodes_by_name, bs->node_name);
+    }
 
     for (BlockDriverState *p = all_nodes_head; p; prev = p, p = p->next_all) {
         if (p != bs) {
@@ -163,6 +172,7 @@ static void bdrv_free(BlockDriverState *bs)
     while (bs->children) {
         bdrv_unref_child(bs->children);
     }
+    block_acct_cleanup(&bs->stats);
     g_free(bs->filename);
     g_free(bs->opaque);
     g_free(bs);
@@ -692,9 +702,120 @@ static bool ancestors_busy(BlockDriverState *bs)
     return false;
 }
 
+/* Runs in bs's own context when the caller is elsewhere (the main
+ * thread draining a node owned by an iothread): the in-flight counters
+ * belong to that thread, and only it may poll its context. */
+static void coroutine_fn bdrv_drain_in_owner_co(void *opaque)
+{
+    BlockDriverState *bs = opaque;
+
+    while (subtree_busy(bs) || ancestors_busy(bs)) {
+        co_sleep_ns(50 * 1000);
+    }
+}
+
 void bdrv_drain(BlockDriverState *bs)
 {
+    if (in_coroutine() && bs->ctx == current_aio_context()) {
+        /* A coroutine (e.g. a QMP handler) must not poll its own loop. */
+        bdrv_drain_in_owner_co(bs);
+        return;
+    }
+    if (bs->ctx != current_aio_context()) {
+        aio_run_in_context(bs->ctx, bdrv_drain_in_owner_co, bs);
+        return;
+    }
     AIO_WAIT_WHILE(bs->ctx, subtree_busy(bs) || ancestors_busy(bs));
+}
+
+/* ---- AioContext ownership ---- */
+
+/* Adds bs and every node reachable from it through children and node
+ * parents to set (once each). */
+static void bdrv_collect_tree(BlockDriverState *bs, GPtrArray *set)
+{
+    if (g_ptr_array_find(set, bs, NULL)) {
+        return;
+    }
+    g_ptr_array_add(set, bs);
+    for (BdrvChild *c = bs->children; c; c = c->next) {
+        bdrv_collect_tree(c->bs, set);
+    }
+    for (BdrvChild *c = bs->parents; c; c = c->next_parent) {
+        if (c->parent_bs) {
+            bdrv_collect_tree(c->parent_bs, set);
+        }
+    }
+}
+
+/* Fails if a root parent other than ignore (by opaque) uses a node of
+ * set: that user runs in the current context and cannot follow. */
+static bool bdrv_tree_movable(GPtrArray *set, void *ignore, Error **errp)
+{
+    for (guint i = 0; i < set->len; i++) {
+        BlockDriverState *n = g_ptr_array_index(set, i);
+
+        for (BdrvChild *c = n->parents; c; c = c->next_parent) {
+            if (!c->parent_bs && c->opaque != ignore) {
+                g_autofree char *desc = bdrv_child_parent_desc(c);
+
+                error_setg(errp, "Cannot change the iothread of node '%s': "
+                           "it is also used by %s", n->node_name, desc);
+                return false;
+            }
+        }
+    }
+    return true;
+}
+
+/* Fails if the driver of a node of set cannot follow it to ctx. */
+static bool bdrv_tree_drivers_movable(GPtrArray *set, AioContext *ctx,
+                                      Error **errp)
+{
+    for (guint i = 0; i < set->len; i++) {
+        BlockDriverState *n = g_ptr_array_index(set, i);
+
+        if (n->drv->can_change_aio_context &&
+            !n->drv->can_change_aio_context(n, ctx, errp)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+bool bdrv_try_change_aio_context(BlockDriverState *bs, AioContext *ctx,
+                                 void *ignore_parent, Error **errp)
+{
+    g_autoptr(GPtrArray) set = g_ptr_array_new();
+    AioContext *old = bs->ctx;
+
+    if (old == ctx) {
+        return true;
+    }
+    if (old != aio_main_context() && ctx != aio_main_context()) {
+        error_setg(errp, "Cannot move node '%s' to another iothread: it "
+                   "already runs in an iothread", bs->node_name);
+        return false;
+    }
+    bdrv_collect_tree(bs, set);
+    if (!bdrv_tree_movable(set, ignore_parent, errp) ||
+        !bdrv_tree_drivers_movable(set, ctx, errp)) {
+        return false;
+    }
+    /* bdrv_drained_begin() without its no-coroutine rule: QMP handlers
+     * run in coroutines, and bdrv_drain() copes with both. */
+    bs->quiesce_counter++;
+    parents_drained_begin(bs);
+    bdrv_drain(bs);
+    for (guint i = 0; i < set->len; i++) {
+        BlockDriverState *n = g_ptr_array_index(set, i);
+
+        /* The drain above covered every node reachable from bs. */
+        g_assert(n->in_flight == 0);
+        n->ctx = ctx;
+    }
+    bdrv_drained_end(bs);
+    return true;
 }
 
 void bdrv_drained_begin(BlockDriverState *bs)
@@ -862,17 +983,25 @@ BlockDriverState *bdrv_open_image(const BdrvImageOpts *o, Error **errp)
     BlockdevOptions *file = g_new0(BlockdevOptions, 1);
     int drv = BlockdevDriver_parse(format);
 
-    if (drv < 0 || drv == BLOCKDEV_DRIVER_FILE ||
+    if (drv < 0 || drv == BLOCKDEV_DRIVER_FILE || drv == BLOCKDEV_DRIVER_NBD ||
         drv == BLOCKDEV_DRIVER_NULL_CO || drv == BLOCKDEV_DRIVER_NULL_AIO) {
         qapi_free_BlockdevOptions(file);
         error_setg(errp, "Unknown image format '%s'", format);
         return NULL;
     }
-    file->driver = BLOCKDEV_DRIVER_FILE;
-    file->u.file.filename = g_strdup(o->filename);
-    file->u.file.has_aio = true;
-    file->u.file.aio = o->aio_native ? BLOCKDEV_AIO_OPTIONS_NATIVE
-                                     : BLOCKDEV_AIO_OPTIONS_THREADS;
+    if (nbd_is_uri(o->filename)) {
+        /* nbd:// and nbd+unix:// URIs: an nbd node instead of a file */
+        if (!nbd_uri_to_options(o->filename, file, errp)) {
+            qapi_free_BlockdevOptions(file);
+            return NULL;
+        }
+    } else {
+        file->driver = BLOCKDEV_DRIVER_FILE;
+        file->u.file.filename = g_strdup(o->filename);
+        file->u.file.has_aio = true;
+        file->u.file.aio = o->aio_native ? BLOCKDEV_AIO_OPTIONS_NATIVE
+                                         : BLOCKDEV_AIO_OPTIONS_THREADS;
+    }
 
     opts->driver = drv;
     opts->node_name = g_strdup(o->node_name);

@@ -8,15 +8,19 @@
 #include "block/block_int.h"
 
 extern const BlockDriver bdrv_file;
+extern const BlockDriver bdrv_nbd;
 extern const BlockDriver bdrv_null_co;
 extern const BlockDriver bdrv_null_aio;
 extern const BlockDriver bdrv_raw;
+extern const BlockDriver bdrv_copy_before_write;
 
 static const BlockDriver *const block_drivers[] = {
     &bdrv_file,
+    &bdrv_nbd,
     &bdrv_null_co,
     &bdrv_null_aio,
     &bdrv_raw,
+    &bdrv_copy_before_write,
 };
 
 const BlockDriver *bdrv_driver_at(size_t i)

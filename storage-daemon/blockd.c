@@ -22,7 +22,11 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "block/block-backend.h"
 #include "block/block.h"
+#include "block/export.h"
+#include "job.h"
+#include "monitor/metrics-server.h"
 #include "monitor/monitor.h"
 #include "qapi/qapi-events.h"
 #include "qapi/qapi-visit.h"
@@ -46,7 +50,8 @@ typedef struct BlockdOption {
 } BlockdOption;
 
 static OptionHandler opt_help, opt_version, opt_chardev, opt_monitor,
-    opt_object, opt_pidfile, opt_blockdev, opt_drive;
+    opt_object, opt_pidfile, opt_blockdev, opt_drive, opt_nbd_server,
+    opt_export;
 
 static const BlockdOption options[] = {
     { "help", 'h', NULL, "display this help and exit", opt_help },
@@ -55,15 +60,25 @@ static const BlockdOption options[] = {
       "create a listening socket for a monitor (UNIX or TCP)", opt_chardev },
     { "monitor", 0, "[chardev=]ID[,id=ID][,mode=control][,pretty=on|off]",
       "serve QMP on the chardev ID (any number of clients)", opt_monitor },
-    { "object", 0, "iothread,id=ID",
-      "create an object; 'iothread' is a thread with its own event loop",
+    { "object", 0, "iothread,id=ID | metrics-server,id=ID,addr.type=inet,"
+      "addr.host=H,addr.port=N",
+      "create an object; 'iothread' is a thread with its own event loop, "
+      "'metrics-server' serves GET /metrics (OpenMetrics)",
       opt_object },
     { "blockdev", 0, "[driver=]DRIVER[,node-name=NAME][,OPTION=VALUE...]",
       "open a block node, as blockdev-add does", opt_blockdev },
     { "drive", 0, "id=NAME,file=PATH[,format=raw][,cache=none|writeback]"
-      "[,aio=native|threads][,if=none][,read-only=on|off]",
+      "[,aio=native|threads][,if=none][,read-only=on|off]"
+      "[,stats-intervals.N=SECONDS][,account-invalid=on|off]"
+      "[,account-failed=on|off]",
       "open an image file as the device NAME (file node, raw node, "
       "backend)", opt_drive },
+    { "nbd-server", 0, "addr.type=unix,addr.path=PATH|addr.type=inet,"
+      "addr.host=H,addr.port=N[,max-connections=N]",
+      "start the NBD server, as nbd-server-start does", opt_nbd_server },
+    { "export", 0, "[type=]nbd,id=ID,node-name=NODE[,name=NAME]"
+      "[,writable=on|off][,iothread=ID][,fixed-iothread=on|off]",
+      "export a node, as block-export-add does", opt_export },
     { "pidfile", 0, "PATH",
       "write the daemon's pid to PATH once set up; removed at exit",
       opt_pidfile },
@@ -170,6 +185,15 @@ static bool opt_object(const char *opt, const char *arg, Error **errp)
     if (!ok) {
         return false;
     }
+    if (oo->qom_type == OBJECT_TYPE_METRICS_SERVER) {
+        MetricsServerProperties *m = &oo->u.metrics_server;
+
+        return metrics_server_start(oo->id, m->addr,
+                                    m->has_max_connections
+                                    ? m->max_connections
+                                    : METRICS_SERVER_DEFAULT_CONNECTIONS,
+                                    errp);
+    }
     g_assert(oo->qom_type == OBJECT_TYPE_IOTHREAD);
     if (iothread_find(oo->id)) {
         error_setg(errp, "Duplicate ID '%s' for object", oo->id);
@@ -188,9 +212,157 @@ static bool opt_blockdev(const char *opt, const char *arg, Error **errp)
     return blockdev_add_cmdline(arg, errp);
 }
 
+/* The accounting options of --drive (QEMU's -drive has them): handled
+ * here, the rest by drive_add_cmdline. */
+static bool drive_stats_key(const char *key, size_t len)
+{
+    static const char *const keys[] = {
+        "stats-intervals", "account-invalid", "account-failed",
+    };
+
+    for (size_t i = 0; i < G_N_ELEMENTS(keys); i++) {
+        size_t kl = strlen(keys[i]);
+
+        if (len >= kl && !strncmp(key, keys[i], kl) &&
+            (len == kl || key[kl] == '.')) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* arg without its accounting options (keyval: ",," is a literal comma). */
+static char *drive_strip_stats(const char *arg)
+{
+    GString *out = g_string_new(NULL);
+    const char *p = arg;
+
+    while (*p) {
+        const char *end = p;
+        size_t klen;
+
+        while (*end && !(end[0] == ',' && end[1] != ',')) {
+            end += (end[0] == ',') ? 2 : 1;
+        }
+        klen = strcspn(p, "=,");
+        if (!drive_stats_key(p, MIN(klen, (size_t)(end - p)))) {
+            if (out->len) {
+                g_string_append_c(out, ',');
+            }
+            g_string_append_len(out, p, end - p);
+        }
+        p = *end ? end + 1 : end;
+    }
+    return g_string_free(out, FALSE);
+}
+
+static bool drive_onoff(json_t *obj, const char *key, bool *out,
+                        Error **errp)
+{
+    json_t *v = json_object_get(obj, key);
+    const char *s = json_is_string(v) ? json_string_value(v) : NULL;
+
+    *out = true;
+    if (!v) {
+        return true;
+    }
+    if (s && (!strcmp(s, "on") || !strcmp(s, "off"))) {
+        *out = !strcmp(s, "on");
+        return true;
+    }
+    error_setg(errp, "Parameter '%s' expects 'on' or 'off'", key);
+    return false;
+}
+
 static bool opt_drive(const char *opt, const char *arg, Error **errp)
 {
-    return drive_add_cmdline(arg, errp);
+    g_autofree char *rest = NULL;
+    g_autofree uint64_t *iv = NULL;
+    json_t *obj = keyval_parse(arg, NULL, NULL, errp);
+    json_t *list, *id;
+    bool inv, failed, ok = false;
+    size_t n = 0;
+
+    if (!obj) {
+        return false;
+    }
+    list = json_object_get(obj, "stats-intervals");
+    id = json_object_get(obj, "id");
+    if (list && !json_is_array(list)) {
+        error_setg(errp, "Parameter 'stats-intervals' expects a list "
+                   "(stats-intervals.0=SECONDS,...)");
+        goto out;
+    }
+    n = list ? json_array_size(list) : 0;
+    iv = g_new0(uint64_t, n + 1);
+    for (size_t i = 0; i < n; i++) {
+        const char *v = json_string_value(json_array_get(list, i));
+        char *end = NULL;
+
+        iv[i] = v ? g_ascii_strtoull(v, &end, 10) : 0;
+        if (!v || !*v || *end || iv[i] == 0 || iv[i] > UINT32_MAX) {
+            error_setg(errp, "Invalid interval length: '%s' (must be "
+                       "between 1 and %u seconds)", v ? v : "",
+                       UINT32_MAX);
+            goto out;
+        }
+    }
+    if (!drive_onoff(obj, "account-invalid", &inv, errp) ||
+        !drive_onoff(obj, "account-failed", &failed, errp)) {
+        goto out;
+    }
+    rest = drive_strip_stats(arg);
+    if (!drive_add_cmdline(rest, errp)) {
+        goto out;
+    }
+    if (json_is_string(id)) {
+        BlockBackend *blk = blk_by_name(json_string_value(id));
+        BlockAcctStats *st = blk ? blk_get_stats(blk) : NULL;
+
+        if (st) {
+            block_acct_setup(st, inv, failed);
+            for (size_t i = 0; i < n; i++) {
+                block_acct_add_interval(st, iv[i], &error_abort);
+            }
+        }
+    }
+    ok = true;
+out:
+    json_decref(obj);
+    return ok;
+}
+
+static bool opt_nbd_server(const char *opt, const char *arg, Error **errp)
+{
+    g_autoptr(NbdServerOptions) no = NULL;
+    bool keyval;
+    json_t *obj = parse_option(arg, NULL, &keyval, errp);
+    QapiPath root = QAPI_PATH_ROOT(keyval);
+    bool ok;
+
+    if (!obj) {
+        return false;
+    }
+    ok = visit_in_NbdServerOptions(obj, &root, &no, errp);
+    json_decref(obj);
+    return ok && nbd_server_start(no->addr, no->has_max_connections ?
+                                  no->max_connections : 0, errp);
+}
+
+static bool opt_export(const char *opt, const char *arg, Error **errp)
+{
+    g_autoptr(BlockExportOptions) eo = NULL;
+    bool keyval;
+    json_t *obj = parse_option(arg, "type", &keyval, errp);
+    QapiPath root = QAPI_PATH_ROOT(keyval);
+    bool ok;
+
+    if (!obj) {
+        return false;
+    }
+    ok = visit_in_BlockExportOptions(obj, &root, &eo, errp);
+    json_decref(obj);
+    return ok && blk_exp_add(eo, errp);
 }
 
 static bool opt_pidfile(const char *opt, const char *arg, Error **errp)
@@ -352,7 +524,10 @@ static void cleanup(void)
 {
     IOThread *t;
 
+    /* Exports run in iothreads: stop them before the threads go. */
+    nbd_server_stop();
     monitor_cleanup_all();
+    metrics_server_cleanup_all();
     chardev_cleanup_all();
     while ((t = iothread_next(NULL)) != NULL) {
         iothread_destroy(t);
@@ -394,6 +569,8 @@ int main(int argc, char **argv)
         aio_poll(ctx, true);
     }
     qapi_event_send_shutdown(false, cause);
+    /* Running jobs are cancelled (their events still reach clients). */
+    job_cancel_sync_all();
     monitor_flush_all();
     cleanup();
     return 0;

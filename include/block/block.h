@@ -34,6 +34,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "block/accounting.h"
 #include "qapi/qapi-types.h"
 #include "util/aio.h"
 #include "util/coroutine.h"
@@ -104,50 +105,8 @@ typedef enum BdrvChildRole {
     BDRV_CHILD_ROOT,      /* a non-node user: BlockBackend, job, export */
 } BdrvChildRole;
 
-/* Per-node (and per-backend) I/O counters: the minimal accounting of the
- * block-layer-core issue, extended by the statistics issue.  Written only
- * by the owning context's thread with relaxed atomic stores; read by the
- * monitor with relaxed atomic loads (bdrv_get_stats), never locked.  A
- * snapshot's fields may come from slightly different instants. */
-typedef enum BlockAcctType {
-    BLOCK_ACCT_READ,
-    BLOCK_ACCT_WRITE,
-    BLOCK_ACCT_FLUSH,
-    BLOCK_ACCT_UNMAP,     /* discard and write-zeroes with MAY_UNMAP */
-    BLOCK_ACCT__MAX,
-} BlockAcctType;
-
-typedef struct BlockAcctStats {
-    uint64_t nr_bytes[BLOCK_ACCT__MAX];
-    uint64_t nr_ops[BLOCK_ACCT__MAX];
-    uint64_t failed_ops[BLOCK_ACCT__MAX];
-    uint64_t invalid_ops[BLOCK_ACCT__MAX];
-    uint64_t total_time_ns[BLOCK_ACCT__MAX];
-    uint64_t wr_highest_offset;   /* end of the highest byte written */
-    int64_t last_access_ns;       /* clock_ns() of the last completion;
-                                   * 0 before the first */
-} BlockAcctStats;
-
-/* One accounted request in flight (lives on the request's stack). */
-typedef struct BlockAcctCookie {
-    int64_t bytes;
-    int64_t start_ns;
-    BlockAcctType type;
-} BlockAcctCookie;
-
-/* Accounting hook point (owner thread only).  block/io.c calls start
- * before the driver and exactly one of done/failed after it; requests
- * refused by validation call invalid.  The statistics issue extends these
- * (latency histograms, timed stats) without touching the callers. */
-void block_acct_start(BlockAcctStats *s, BlockAcctCookie *cookie,
-                      int64_t bytes, BlockAcctType type);
-void block_acct_done(BlockAcctStats *s, BlockAcctCookie *cookie);
-void block_acct_failed(BlockAcctStats *s, BlockAcctCookie *cookie);
-void block_acct_invalid(BlockAcctStats *s, BlockAcctType type);
-/* Raises wr_highest_offset to end if it is higher. */
-void block_acct_highest_offset(BlockAcctStats *s, uint64_t end);
-/* A consistent-enough copy of the counters (relaxed loads; any thread). */
-void block_acct_snapshot(const BlockAcctStats *s, BlockAcctStats *out);
+/* Per-node (and per-backend) I/O counters: BlockAcctStats and the
+ * block_acct_* hooks live in block/accounting.h. */
 
 /* ---- Opening and the graph (main thread) ---- */
 
@@ -300,6 +259,18 @@ unsigned bdrv_in_flight(const BlockDriverState *bs);
 /* ---- Properties (any code in the main thread or the node's context) ---- */
 
 AioContext *bdrv_get_aio_context(const BlockDriverState *bs);
+/*
+ * Moves bs and every node reachable from it (children and node parents,
+ * transitively) into ctx, together, with the nodes drained; their
+ * BlockBackends follow (they use their node's context).  Main thread.
+ * Refused (errp set, nothing changed) when another root parent than the
+ * one whose opaque is ignore_parent (e.g. the caller's own backend) uses
+ * one of the nodes, or when moving between two iothreads: a node has one
+ * owner (ARCHITECTURE.md) and only control-plane moves from/to the main
+ * context are supported.
+ */
+bool bdrv_try_change_aio_context(BlockDriverState *bs, AioContext *ctx,
+                                 void *ignore_parent, Error **errp);
 const char *bdrv_get_node_name(const BlockDriverState *bs);
 /* The driver's name as in the schema: "raw", "file", "null-co"... */
 const char *bdrv_get_format_name(const BlockDriverState *bs);

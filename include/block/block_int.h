@@ -225,6 +225,16 @@ struct BlockDriver {
     /* Recomputes bs->bl after a child changed (e.g. a format node whose
      * file child was replaced).  Optional. */
     void (*refresh_limits)(BlockDriverState *bs);
+    /*
+     * Asked before the node's tree moves to another AioContext (an
+     * iothread): a driver whose state is bound to its context (fd
+     * handlers, timers, a reader coroutine) and cannot follow returns
+     * false with errp set, and nothing moves.  Main thread, not drained
+     * yet.  Optional: absent means the driver looks its context up per
+     * request and may move.
+     */
+    bool (*can_change_aio_context)(BlockDriverState *bs, AioContext *ctx,
+                                   Error **errp);
 };
 
 /*
