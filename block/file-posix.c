@@ -83,6 +83,17 @@ typedef struct BDRVFileState {
     bool has_zero_range;      /* FALLOC_FL_ZERO_RANGE not refused yet */
     bool has_punch_hole;      /* FALLOC_FL_PUNCH_HOLE not refused yet */
     bool has_seek_hole;       /* SEEK_DATA/SEEK_HOLE not refused yet */
+    /*
+     * The last data extent SEEK_DATA/SEEK_HOLE found, [data_start,
+     * data_end) (empty when equal).  Block status inside it needs no
+     * syscall: SEEK_HOLE scans up to the next hole (on tmpfs page by
+     * page), so a copy asking chunk by chunk through a dense file would
+     * otherwise cost time quadratic in its size.  Writes only add data, so
+     * the extent stays true until fallocate or truncate may punch holes;
+     * those forget it before and after they run.  Node's context only.
+     */
+    int64_t data_start;
+    int64_t data_end;
 } BDRVFileState;
 
 /* ---- Image locking ---- */
@@ -643,6 +654,11 @@ static int coroutine_fn file_co_flush(BlockDriverState *bs)
 
 /* ---- Zeroes, discard ---- */
 
+static void file_forget_data_extent(BDRVFileState *s)
+{
+    s->data_start = s->data_end = 0;
+}
+
 /* fallocate(mode) in a worker; -ENOTSUP when the file system refuses the
  * mode (EOPNOTSUPP is ENOTSUP on Linux) and *supported is then cleared so
  * the next request does not ask again. */
@@ -658,7 +674,10 @@ static int coroutine_fn file_fallocate(BDRVFileState *s, int mode,
     if (!*supported) {
         return -ENOTSUP;
     }
+    /* Forgotten again afterwards: a status query may run meanwhile. */
+    file_forget_data_extent(s);
     ret = thread_pool_submit_co(file_worker_fallocate, &w);
+    file_forget_data_extent(s);
     if (ret == -ENOTSUP) {
         *supported = false;
     } else if (ret == -EINVAL) {
@@ -713,9 +732,14 @@ static int coroutine_fn file_co_pdiscard(BlockDriverState *bs, int64_t offset,
 static int find_allocation(BDRVFileState *s, int64_t offset, int64_t bytes,
                            int64_t *pnum)
 {
-    off_t data = lseek(s->fd, offset, SEEK_DATA);
+    off_t data;
     off_t hole;
 
+    if (offset >= s->data_start && offset < s->data_end) {
+        *pnum = MIN(bytes, s->data_end - offset);
+        return 1;
+    }
+    data = lseek(s->fd, offset, SEEK_DATA);
     if (data < 0) {
         if (errno == ENXIO) {
             /* No data after offset: a hole up to EOF (offset < size). */
@@ -733,6 +757,10 @@ static int find_allocation(BDRVFileState *s, int64_t offset, int64_t bytes,
         /* ENXIO: the file shrank meanwhile; report data, which is safe. */
         *pnum = bytes;
         return errno == ENXIO ? 1 : -errno;
+    }
+    if (hole > offset) {
+        s->data_start = offset;
+        s->data_end = hole;
     }
     *pnum = hole > offset ? MIN(bytes, hole - offset) : bytes;
     return 1;
@@ -807,7 +835,9 @@ static int coroutine_fn file_co_truncate(BlockDriverState *bs, int64_t offset,
     if (!file_lock_resize(s, true, errp)) {
         return -EPERM;
     }
+    file_forget_data_extent(s);
     ret = thread_pool_submit_co(file_worker_truncate, &w);
+    file_forget_data_extent(s);
     file_lock_resize(s, false, NULL);
     if (ret < 0) {
         error_setg_errno(errp, -ret, "Failed to resize file");

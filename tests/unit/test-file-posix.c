@@ -525,6 +525,37 @@ static void test_discard_punches_hole(void)
     bdrv_unref(bs);
 }
 
+/*
+ * The driver remembers the last data extent it found; punching a hole
+ * inside it (discard, write-zeroes with unmap) must make the next status
+ * query see the hole rather than the remembered data.
+ */
+static void test_block_status_after_punch(void)
+{
+    g_autofree char *path = new_path("punch.raw");
+    OpenArgs a = { .discard_unmap = true };
+    BlockDriverState *bs;
+    int64_t pnum, map;
+
+    make_file(path, MiB, 0x42);
+    bs = open_ok(path, &a);
+    g_assert_cmpint(status_at(bs, true, 0, 64 * KiB, &pnum, &map), ==,
+                    BDRV_BLOCK_DATA | BDRV_BLOCK_OFFSET_VALID);
+    g_assert_cmpint(bdrv_pdiscard(bs, 256 * KiB, 128 * KiB), ==, 0);
+    g_assert_cmpint(status_at(bs, true, 256 * KiB, 128 * KiB, &pnum, &map),
+                    ==, BDRV_BLOCK_ZERO | BDRV_BLOCK_OFFSET_VALID);
+    g_assert_cmpint(pnum, ==, 128 * KiB);
+    /* The data before the hole is found again, up to the hole. */
+    g_assert_cmpint(status_at(bs, true, 0, MiB, &pnum, &map), ==,
+                    BDRV_BLOCK_DATA | BDRV_BLOCK_OFFSET_VALID);
+    g_assert_cmpint(pnum, ==, 256 * KiB);
+    g_assert_cmpint(bdrv_pwrite_zeroes(bs, 640 * KiB, 64 * KiB,
+                                       BDRV_REQ_MAY_UNMAP), ==, 0);
+    g_assert_cmpint(status_at(bs, true, 640 * KiB, 64 * KiB, &pnum, &map),
+                    ==, BDRV_BLOCK_ZERO | BDRV_BLOCK_OFFSET_VALID);
+    bdrv_unref(bs);
+}
+
 /* ---- Truncate, create ---- */
 
 static void test_truncate(void)
@@ -904,6 +935,8 @@ int main(int argc, char **argv)
     g_test_add_func("/file-posix/zeroes/direct-unaligned",
                     test_write_zeroes_direct_unaligned);
     g_test_add_func("/file-posix/discard", test_discard_punches_hole);
+    g_test_add_func("/file-posix/block-status/after-punch",
+                    test_block_status_after_punch);
     g_test_add_func("/file-posix/truncate", test_truncate);
     g_test_add_func("/file-posix/create/off", test_create);
     g_test_add_func("/file-posix/create/prealloc", test_create_prealloc);
