@@ -32,6 +32,7 @@
 #include "qapi/qapi-visit.h"
 #include "util/aio.h"
 #include "util/keyval.h"
+#include "util/thread-pool.h"
 
 /* Daemon state; main thread only. */
 static char *pidfile_path;
@@ -532,6 +533,9 @@ static void cleanup(void)
     while ((t = iothread_next(NULL)) != NULL) {
         iothread_destroy(t);
     }
+    /* Joined so that no thread outlives the daemon (valgrind counts a
+     * live worker's stack as possibly lost). */
+    thread_pool_stop();
     if (pidfile_written) {
         unlink(pidfile_path);
     }

@@ -47,6 +47,12 @@ static struct {
     int num_workers;
     int idle_workers;       /* workers waiting on work_cond */
     gint64 idle_timeout_us;
+    /* Workers are joinable so that nothing outlives thread_pool_stop():
+     * one that leaves puts its GThread here for the next spawn (or the
+     * stop) to join. */
+    GPtrArray *exited;
+    GCond exit_cond;        /* signalled when a worker leaves */
+    bool stopping;          /* thread_pool_stop(): leave once idle */
 } pool = {
     .queue = G_QUEUE_INIT,
     .idle_timeout_us = THREAD_POOL_IDLE_US,
@@ -73,6 +79,18 @@ static void thread_pool_deliver(ThreadPoolRequest *req)
  * when the worker should exit (then it has already left num_workers, under
  * the lock, so a concurrent submit will start a new worker if needed).
  */
+/* The calling worker is about to return: count it out and leave its
+ * GThread to be joined. */
+static void thread_pool_leave_locked(void)
+{
+    if (!pool.exited) {
+        pool.exited = g_ptr_array_new();
+    }
+    pool.num_workers--;
+    g_ptr_array_add(pool.exited, g_thread_self());
+    g_cond_broadcast(&pool.exit_cond);
+}
+
 static ThreadPoolRequest *thread_pool_next_locked(void)
 {
     gint64 idle_since = g_get_monotonic_time();
@@ -82,15 +100,27 @@ static ThreadPoolRequest *thread_pool_next_locked(void)
         gint64 deadline = idle_since + pool.idle_timeout_us;
         bool woken;
 
+        if (pool.stopping) {
+            thread_pool_leave_locked();
+            return NULL;
+        }
         pool.idle_workers++;
         woken = g_cond_wait_until(&pool.work_cond, &pool.lock, deadline);
         pool.idle_workers--;
         if (!woken && g_queue_is_empty(&pool.queue)) {
-            pool.num_workers--;
+            thread_pool_leave_locked();
             return NULL;
         }
     }
     return g_queue_pop_head(&pool.queue);
+}
+
+/* Joins the workers that have left (their threads end right after). */
+static void thread_pool_reap_locked(void)
+{
+    while (pool.exited && pool.exited->len) {
+        g_thread_join(g_ptr_array_steal_index_fast(pool.exited, 0));
+    }
 }
 
 static gpointer thread_pool_worker(gpointer unused)
@@ -118,6 +148,7 @@ static bool thread_pool_spawn_locked(void)
     sigset_t all, old;
     GThread *t;
 
+    thread_pool_reap_locked();
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     t = g_thread_try_new("blockd-worker", thread_pool_worker, NULL, NULL);
@@ -125,7 +156,7 @@ static bool thread_pool_spawn_locked(void)
     if (!t) {
         return false;
     }
-    g_thread_unref(t);  /* detached: it exits on its own */
+    /* Our reference is dropped by the g_thread_join() that reaps it. */
     pool.num_workers++;
     return true;
 }
@@ -217,5 +248,17 @@ void thread_pool_set_idle_timeout_ms(unsigned ms)
     pool.idle_timeout_us = (gint64)MAX(ms, 1) * 1000;
     /* Sleeping workers re-check their deadline against the new value. */
     g_cond_broadcast(&pool.work_cond);
+    g_mutex_unlock(&pool.lock);
+}
+
+void thread_pool_stop(void)
+{
+    g_mutex_lock(&pool.lock);
+    pool.stopping = true;
+    g_cond_broadcast(&pool.work_cond);
+    while (pool.num_workers > 0) {
+        g_cond_wait(&pool.exit_cond, &pool.lock);
+    }
+    thread_pool_reap_locked();
     g_mutex_unlock(&pool.lock);
 }

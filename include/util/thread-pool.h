@@ -24,6 +24,12 @@ void thread_pool_submit(AioContext *ctx, ThreadPoolFunc *func, void *arg,
  * result in the calling coroutine's context. */
 int coroutine_fn thread_pool_submit_co(ThreadPoolFunc *func, void *arg);
 
+/*
+ * Lets every worker finish the requests already queued, then joins them
+ * all.  For process exit: main thread, after the last submission.
+ */
+void thread_pool_stop(void);
+
 /* For tests: current number of worker threads. */
 int thread_pool_num_workers(void);
 
