@@ -272,36 +272,79 @@ static void io_fill_qiov(QIOVector *qiov, uint8_t *buf, GArray *lens)
     }
 }
 
+/* The options the read/write commands share; which of them a command
+ * accepts is its def->opts. */
+typedef struct IoOpts {
+    int pattern;                 /* -P, or -1 */
+    bool quiet;                  /* -q */
+    bool verbose;                /* -v */
+    bool zero;                   /* -z: write zeroes */
+    bool unmap;                  /* -u: with -z, may unmap */
+    BdrvRequestFlags flags;      /* -f: FUA */
+} IoOpts;
+
+/* Parses the options (leaving optind at the first operand); false on a
+ * bad or unknown option, or a combination qemu-io refuses. */
+static bool io_parse_opts(IoCmdState *s, const IoCmdDef *def, int argc,
+                          char **argv, IoOpts *o)
+{
+    int c;
+
+    *o = (IoOpts){ .pattern = -1 };
+    optind = 0;
+    while ((c = getopt(argc, argv, def->opts)) != -1) {
+        switch (c) {
+        case 'P':
+            if (!io_parse_pattern(s, optarg, &o->pattern)) {
+                return false;
+            }
+            break;
+        case 'q': o->quiet = true; break;
+        case 'v': o->verbose = true; break;
+        case 'z': o->zero = true; break;
+        case 'u': o->unmap = true; break;
+        case 'f': o->flags |= BDRV_REQ_FUA; break;
+        default: return false;
+        }
+    }
+    if (o->zero && o->pattern >= 0) {
+        io_errorf(s, "-z and -P cannot be specified at the same time\n");
+        return false;
+    }
+    if (o->unmap && !o->zero) {
+        io_errorf(s, "-u requires -z to be specified\n");
+        return false;
+    }
+    return true;
+}
+
+/* Parses the "offset length" operands of read and write. */
+static bool io_parse_range(IoCmdState *s, char **argv, int64_t *offset,
+                           int64_t *len)
+{
+    if (!io_parse_num(s, argv[0], offset) || !io_parse_num(s, argv[1], len)) {
+        return false;
+    }
+    if (*len > BDRV_REQUEST_MAX_BYTES) {
+        io_errorf(s, "length too large: %s\n", argv[1]);
+        return false;
+    }
+    return true;
+}
+
 /* ---- Synchronous commands ---- */
 
 static int coroutine_fn io_cmd_read(IoCmdState *s, const IoCmdDef *def,
                                     int argc, char **argv)
 {
     int64_t offset, len, start;
-    int pattern = -1, c, ret;
-    bool quiet = false, verbose = false;
+    IoOpts o;
+    int ret;
     uint8_t *buf;
     QIOVector qiov;
 
-    optind = 0;
-    while ((c = getopt(argc, argv, def->opts)) != -1) {
-        switch (c) {
-        case 'P':
-            if (!io_parse_pattern(s, optarg, &pattern)) {
-                return -1;
-            }
-            break;
-        case 'q': quiet = true; break;
-        case 'v': verbose = true; break;
-        default: return -1;
-        }
-    }
-    if (!io_parse_num(s, argv[optind], &offset) ||
-        !io_parse_num(s, argv[optind + 1], &len)) {
-        return -1;
-    }
-    if (len > BDRV_REQUEST_MAX_BYTES) {
-        io_errorf(s, "length too large: %s\n", argv[optind + 1]);
+    if (!io_parse_opts(s, def, argc, argv, &o) ||
+        !io_parse_range(s, argv + optind, &offset, &len)) {
         return -1;
     }
     buf = io_alloc(s, len, 0);
@@ -314,13 +357,13 @@ static int coroutine_fn io_cmd_read(IoCmdState *s, const IoCmdDef *def,
         return -1;
     }
     ret = 0;
-    if (pattern >= 0 && !io_verify(s, buf, offset, len, pattern)) {
+    if (o.pattern >= 0 && !io_verify(s, buf, offset, len, o.pattern)) {
         ret = -1;
     }
-    if (verbose) {
+    if (o.verbose) {
         io_dump(s, buf, offset, len);
     }
-    if (!quiet) {
+    if (!o.quiet) {
         io_report(s, "read", start, offset, len, 1);
     }
     qiov_destroy(&qiov);
@@ -332,51 +375,24 @@ static int coroutine_fn io_cmd_write(IoCmdState *s, const IoCmdDef *def,
                                      int argc, char **argv)
 {
     int64_t offset, len, start;
-    int pattern = -1, c, ret;
-    bool quiet = false, zero = false, unmap = false;
-    BdrvRequestFlags flags = 0;
+    IoOpts o;
+    int ret;
 
-    optind = 0;
-    while ((c = getopt(argc, argv, def->opts)) != -1) {
-        switch (c) {
-        case 'P':
-            if (!io_parse_pattern(s, optarg, &pattern)) {
-                return -1;
-            }
-            break;
-        case 'q': quiet = true; break;
-        case 'z': zero = true; break;
-        case 'u': unmap = true; break;
-        case 'f': flags |= BDRV_REQ_FUA; break;
-        default: return -1;
-        }
-    }
-    if (zero && pattern >= 0) {
-        io_errorf(s, "-z and -P cannot be specified at the same time\n");
-        return -1;
-    }
-    if (unmap && !zero) {
-        io_errorf(s, "-u requires -z to be specified\n");
-        return -1;
-    }
-    if (!io_parse_num(s, argv[optind], &offset) ||
-        !io_parse_num(s, argv[optind + 1], &len)) {
-        return -1;
-    }
-    if (len > BDRV_REQUEST_MAX_BYTES) {
-        io_errorf(s, "length too large: %s\n", argv[optind + 1]);
+    if (!io_parse_opts(s, def, argc, argv, &o) ||
+        !io_parse_range(s, argv + optind, &offset, &len)) {
         return -1;
     }
     start = clock_ns();
-    if (zero) {
+    if (o.zero) {
         ret = blk_co_pwrite_zeroes(s->blk, offset, len,
-                                   flags | (unmap ? BDRV_REQ_MAY_UNMAP : 0));
+                                   o.flags |
+                                   (o.unmap ? BDRV_REQ_MAY_UNMAP : 0));
     } else {
-        uint8_t *buf = io_alloc(s, len, pattern >= 0 ? pattern : 0xcd);
+        uint8_t *buf = io_alloc(s, len, o.pattern >= 0 ? o.pattern : 0xcd);
         QIOVector qiov;
 
         qiov_init_buf(&qiov, buf, len);
-        ret = blk_co_pwritev(s->blk, offset, len, &qiov, flags);
+        ret = blk_co_pwritev(s->blk, offset, len, &qiov, o.flags);
         qiov_destroy(&qiov);
         bdrv_vfree(buf);
     }
@@ -384,7 +400,7 @@ static int coroutine_fn io_cmd_write(IoCmdState *s, const IoCmdDef *def,
         io_printf(s, "write failed: %s\n", strerror(-ret));
         return -1;
     }
-    if (!quiet) {
+    if (!o.quiet) {
         io_report(s, "wrote", start, offset, len, 1);
     }
     return 0;
@@ -396,30 +412,19 @@ static int coroutine_fn io_cmd_rwv(IoCmdState *s, const IoCmdDef *def,
 {
     bool is_write = def->name[0] == 'w';
     int64_t offset, total, start;
-    int pattern = -1, c, ret = 0;
-    bool quiet = false, verbose = false;
+    IoOpts o;
+    int ret = 0;
     g_autoptr(GArray) lens = g_array_new(FALSE, FALSE, sizeof(int64_t));
     uint8_t *buf;
     QIOVector qiov;
 
-    optind = 0;
-    while ((c = getopt(argc, argv, def->opts)) != -1) {
-        switch (c) {
-        case 'P':
-            if (!io_parse_pattern(s, optarg, &pattern)) {
-                return -1;
-            }
-            break;
-        case 'q': quiet = true; break;
-        case 'v': verbose = true; break;
-        default: return -1;
-        }
-    }
-    if (!io_parse_vector(s, argc - optind, argv + optind, &offset, lens,
+    if (!io_parse_opts(s, def, argc, argv, &o) ||
+        !io_parse_vector(s, argc - optind, argv + optind, &offset, lens,
                          &total)) {
         return -1;
     }
-    buf = io_alloc(s, total, is_write ? (pattern >= 0 ? pattern : 0xcd) : 0);
+    buf = io_alloc(s, total,
+                   is_write ? (o.pattern >= 0 ? o.pattern : 0xcd) : 0);
     io_fill_qiov(&qiov, buf, lens);
     start = clock_ns();
     if (is_write) {
@@ -433,14 +438,14 @@ static int coroutine_fn io_cmd_rwv(IoCmdState *s, const IoCmdDef *def,
         ret = -1;
         goto out;
     }
-    if (!is_write && pattern >= 0 &&
-        !io_verify(s, buf, offset, total, pattern)) {
+    if (!is_write && o.pattern >= 0 &&
+        !io_verify(s, buf, offset, total, o.pattern)) {
         ret = -1;
     }
-    if (verbose && !is_write) {
+    if (o.verbose && !is_write) {
         io_dump(s, buf, offset, total);
     }
-    if (!quiet) {
+    if (!o.quiet) {
         io_report(s, is_write ? "wrote" : "read", start, offset, total, 1);
     }
 out:
@@ -677,53 +682,31 @@ static int coroutine_fn io_cmd_aio(IoCmdState *s, const IoCmdDef *def,
     g_autoptr(GArray) lens = g_array_new(FALSE, FALSE, sizeof(int64_t));
     IoAioReq *r;
     int64_t offset, total;
-    int pattern = -1, c;
-    bool quiet = false, verbose = false, zero = false, unmap = false;
+    IoOpts o;
     bool is_write = strcmp(def->name, "aio_write") == 0;
 
-    optind = 0;
-    while ((c = getopt(argc, argv, def->opts)) != -1) {
-        switch (c) {
-        case 'P':
-            if (!io_parse_pattern(s, optarg, &pattern)) {
-                return -1;
-            }
-            break;
-        case 'q': quiet = true; break;
-        case 'v': verbose = true; break;
-        case 'z': zero = true; break;
-        case 'u': unmap = true; break;
-        default: return -1;
-        }
-    }
-    if (zero && pattern >= 0) {
-        io_errorf(s, "-z and -P cannot be specified at the same time\n");
-        return -1;
-    }
-    if (unmap && !zero) {
-        io_errorf(s, "-u requires -z to be specified\n");
-        return -1;
-    }
-    if (!io_parse_vector(s, argc - optind, argv + optind, &offset, lens,
+    if (!io_parse_opts(s, def, argc, argv, &o) ||
+        !io_parse_vector(s, argc - optind, argv + optind, &offset, lens,
                          &total)) {
         return -1;
     }
     r = g_new0(IoAioReq, 1);
     *r = (IoAioReq) {
-        .s = s, .is_write = is_write, .quiet = quiet, .verbose = verbose,
-        .pattern = is_write ? -1 : pattern, .offset = offset, .bytes = total,
-        .start_ns = clock_ns(),
+        .s = s, .is_write = is_write, .quiet = o.quiet, .verbose = o.verbose,
+        .pattern = is_write ? -1 : o.pattern, .offset = offset,
+        .bytes = total, .start_ns = clock_ns(),
     };
     s->aio_in_flight++;
-    if (zero) {
+    if (o.zero) {
         /* No buffer: an empty vector keeps the completion path uniform. */
         qiov_init(&r->qiov, 1);
         blk_aio_pwrite_zeroes(s->blk, offset, total,
-                              unmap ? BDRV_REQ_MAY_UNMAP : 0, io_aio_done, r);
+                              o.unmap ? BDRV_REQ_MAY_UNMAP : 0, io_aio_done,
+                              r);
         return 0;
     }
-    r->buf = io_alloc(s, total, is_write ? (pattern >= 0 ? pattern : 0xcd)
-                                         : 0);
+    r->buf = io_alloc(s, total,
+                      is_write ? (o.pattern >= 0 ? o.pattern : 0xcd) : 0);
     io_fill_qiov(&r->qiov, r->buf, lens);
     if (is_write) {
         blk_aio_pwritev(s->blk, offset, &r->qiov, 0, io_aio_done, r);
