@@ -223,9 +223,17 @@ static int img_create(int argc, char **argv)
     return create_image(fmt, argv[optind], size) ? 0 : 1;
 }
 
-/* ---- info ---- */
+/* ---- info, map, check: one image, -f and --output ---- */
 
-static int img_info(int argc, char **argv)
+/*
+ * Parses the arguments info, map and check share: -f FMT,
+ * --output=human|json, -h, and exactly one image name (returned).  NULL
+ * when the command ends here: *status is 0 after --help, 1 after a bad
+ * --output.  shortopts may add options the command ignores (check's -q).
+ */
+static const char *parse_image_args(int argc, char **argv,
+                                    const char *shortopts, const char *cmd,
+                                    const char **fmt, bool *json, int *status)
 {
     static const struct option longopts[] = {
         { "output", required_argument, NULL, 'o' },
@@ -233,29 +241,46 @@ static int img_info(int argc, char **argv)
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
-    const char *fmt = NULL, *filename;
-    bool json = false;
-    BlockBackend *blk;
-    BlockDriverState *bs;
-    int64_t size, actual;
     int c;
 
-    while ((c = getopt_long(argc, argv, "+f:h", longopts, NULL)) != -1) {
+    *fmt = NULL;
+    *json = false;
+    while ((c = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
         switch (c) {
-        case 'f': fmt = optarg; break;
+        case 'f': *fmt = optarg; break;
         case 'o':
-            if (!parse_output(optarg, &json)) {
-                return 1;
+            if (!parse_output(optarg, json)) {
+                *status = 1;
+                return NULL;
             }
             break;
-        case 'h': help(); return 0;
-        default: usage_error("Invalid option for info");
+        case 'q': break;
+        case 'h': help(); *status = 0; return NULL;
+        default: usage_error("Invalid option for %s", cmd);
         }
     }
     if (optind != argc - 1) {
         usage_error("Expecting one image file name");
     }
-    filename = argv[optind];
+    return argv[optind];
+}
+
+/* ---- info ---- */
+
+static int img_info(int argc, char **argv)
+{
+    const char *fmt, *filename;
+    bool json;
+    BlockBackend *blk;
+    BlockDriverState *bs;
+    int64_t size, actual;
+    int status;
+
+    filename = parse_image_args(argc, argv, "+f:h", "info", &fmt, &json,
+                                &status);
+    if (!filename) {
+        return status;
+    }
     blk = img_open(filename, fmt, true, NULL);
     if (!blk) {
         return 1;
@@ -361,35 +386,19 @@ static void print_map_entry(const MapEntry *e, bool json, bool first)
 
 static int img_map(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        { "output", required_argument, NULL, 'o' },
-        { "format", required_argument, NULL, 'f' },
-        { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 },
-    };
-    const char *fmt = NULL;
-    bool json = false, first = true, have = false;
+    const char *fmt, *filename;
+    bool json, first = true, have = false;
     BlockBackend *blk;
     MapEntry cur = { 0 }, next;
     int64_t len, pos;
-    int c, ret = 0;
+    int status, ret = 0;
 
-    while ((c = getopt_long(argc, argv, "+f:h", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'f': fmt = optarg; break;
-        case 'o':
-            if (!parse_output(optarg, &json)) {
-                return 1;
-            }
-            break;
-        case 'h': help(); return 0;
-        default: usage_error("Invalid option for map");
-        }
+    filename = parse_image_args(argc, argv, "+f:h", "map", &fmt, &json,
+                                &status);
+    if (!filename) {
+        return status;
     }
-    if (optind != argc - 1) {
-        usage_error("Expecting one image file name");
-    }
-    blk = img_open(argv[optind], fmt, true, NULL);
+    blk = img_open(filename, fmt, true, NULL);
     if (!blk) {
         return 1;
     }
@@ -961,34 +970,17 @@ out:
 
 static int img_check(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        { "output", required_argument, NULL, 'o' },
-        { "format", required_argument, NULL, 'f' },
-        { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 },
-    };
-    const char *fmt = NULL;
-    bool json = false;
+    const char *fmt, *filename;
+    bool json;
     BlockBackend *blk;
-    int c;
+    int status;
 
-    while ((c = getopt_long(argc, argv, "+f:qh", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'f': fmt = optarg; break;
-        case 'o':
-            if (!parse_output(optarg, &json)) {
-                return 1;
-            }
-            break;
-        case 'q': break;
-        case 'h': help(); return 0;
-        default: usage_error("Invalid option for check");
-        }
+    filename = parse_image_args(argc, argv, "+f:qh", "check", &fmt, &json,
+                                &status);
+    if (!filename) {
+        return status;
     }
-    if (optind != argc - 1) {
-        usage_error("Expecting one image file name");
-    }
-    blk = img_open(argv[optind], fmt, true, NULL);
+    blk = img_open(filename, fmt, true, NULL);
     if (!blk) {
         return 1;
     }
