@@ -20,27 +20,17 @@
 #include "block/block_int.h"
 #include "block/copy-before-write.h"
 #include "qapi/qapi-visit.h"
+#include "tests/unit/block-test-helpers.h"
 
 #define MiB (1024 * 1024)
 #define IMG_SIZE (8 * MiB + 4096)     /* a partial last cluster */
 
 static char *test_dir;
 
+/* Opens a node from single-quoted JSON options; aborts on failure. */
 static BlockDriverState *open_json(const char *text)
 {
-    g_autofree char *json = g_strdelimit(g_strdup(text), "'", '"');
-    json_error_t jerr;
-    json_t *obj = json_loads(json, 0, &jerr);
-    QapiPath root = QAPI_PATH_ROOT(false);
-    g_autoptr(BlockdevOptions) opts = NULL;
-    BlockDriverState *bs;
-
-    g_assert_nonnull(obj);
-    g_assert_true(visit_in_BlockdevOptions(obj, &root, &opts, &error_abort));
-    json_decref(obj);
-    bs = bdrv_open_options(opts, &error_abort);
-    g_assert_nonnull(bs);
-    return bs;
+    return test_open_json(text, &error_abort);
 }
 
 /* A raw node named name over a file of IMG_SIZE; data: fill the image

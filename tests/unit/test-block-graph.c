@@ -14,31 +14,14 @@
 #include "block/block_int.h"
 #include "qapi/qapi-commands.h"
 #include "qapi/qapi-visit.h"
+#include "tests/unit/block-test-helpers.h"
 
 /* Opens a node from JSON written with single quotes. */
-static BlockDriverState *open_json(const char *text, Error **errp)
-{
-    g_autofree char *json = g_strdelimit(g_strdup(text), "'", '"');
-    json_error_t jerr;
-    json_t *obj = json_loads(json, 0, &jerr);
-    QapiPath root = QAPI_PATH_ROOT(false);
-    g_autoptr(BlockdevOptions) opts = NULL;
-    bool ok;
-
-    g_assert_nonnull(obj);
-    ok = visit_in_BlockdevOptions(obj, &root, &opts, errp);
-    json_decref(obj);
-    if (!ok) {
-        return NULL;
-    }
-    return bdrv_open_options(opts, errp);
-}
-
 /* Opens a node that must fail; returns the error message (caller frees). */
 static char *open_error(const char *text)
 {
     Error *err = NULL;
-    BlockDriverState *bs = open_json(text, &err);
+    BlockDriverState *bs = test_open_json(text, &err);
     char *msg;
 
     g_assert_null(bs);
@@ -78,7 +61,7 @@ static void test_name_too_long(void)
 
 static void test_name_duplicate(void)
 {
-    BlockDriverState *bs = open_json("{'driver':'null-co','node-name':'dup'}",
+    BlockDriverState *bs = test_open_json("{'driver':'null-co','node-name':'dup'}",
                                      &error_abort);
     g_autofree char *msg = open_error("{'driver':'null-co','node-name':'dup'}");
 
@@ -88,8 +71,8 @@ static void test_name_duplicate(void)
 
 static void test_name_auto(void)
 {
-    BlockDriverState *a = open_json("{'driver':'null-co'}", &error_abort);
-    BlockDriverState *b = open_json("{'driver':'null-co'}", &error_abort);
+    BlockDriverState *a = test_open_json("{'driver':'null-co'}", &error_abort);
+    BlockDriverState *b = test_open_json("{'driver':'null-co'}", &error_abort);
     const char *na = bdrv_get_node_name(a);
 
     g_assert_true(g_str_has_prefix(na, "#block"));
@@ -109,7 +92,7 @@ static void test_unknown_reference(void)
 
 static void test_inline_child(void)
 {
-    BlockDriverState *raw = open_json(
+    BlockDriverState *raw = test_open_json(
         "{'driver':'raw','node-name':'r0',"
         " 'file':{'driver':'null-co','node-name':'n0','size':4096}}",
         &error_abort);
@@ -135,7 +118,7 @@ static void test_inline_child(void)
 
 static void test_inline_child_inherits(void)
 {
-    BlockDriverState *raw = open_json(
+    BlockDriverState *raw = test_open_json(
         "{'driver':'raw','read-only':true,'cache':{'direct':true},"
         " 'file':{'driver':'null-co','node-name':'n0'}}", &error_abort);
     BlockDriverState *null = bdrv_file_bs(raw);
@@ -150,9 +133,9 @@ static void test_inline_child_inherits(void)
 
 static void test_reference_child_refcount(void)
 {
-    BlockDriverState *null = open_json("{'driver':'null-co','node-name':'n0'}",
+    BlockDriverState *null = test_open_json("{'driver':'null-co','node-name':'n0'}",
                                        &error_abort);
-    BlockDriverState *raw = open_json(
+    BlockDriverState *raw = test_open_json(
         "{'driver':'raw','node-name':'r0','file':'n0'}", &error_abort);
     Error *err = NULL;
 
@@ -173,7 +156,7 @@ static void test_reference_child_refcount(void)
 
 static void test_read_only_child_refused(void)
 {
-    BlockDriverState *null = open_json(
+    BlockDriverState *null = test_open_json(
         "{'driver':'null-co','node-name':'n0','read-only':true}",
         &error_abort);
     g_autofree char *msg = open_error("{'driver':'raw','file':'n0'}");
@@ -205,7 +188,7 @@ static void test_raw_window_too_big(void)
 
 static void test_attach_loop_refused(void)
 {
-    BlockDriverState *raw = open_json(
+    BlockDriverState *raw = test_open_json(
         "{'driver':'raw','file':{'driver':'null-co','node-name':'n0'}}",
         &error_abort);
     Error *err = NULL;
@@ -219,10 +202,10 @@ static void test_attach_loop_refused(void)
 
 static void test_attach_duplicate_child_name(void)
 {
-    BlockDriverState *raw = open_json(
+    BlockDriverState *raw = test_open_json(
         "{'driver':'raw','node-name':'r0','file':{'driver':'null-co'}}",
         &error_abort);
-    BlockDriverState *other = open_json("{'driver':'null-co'}", &error_abort);
+    BlockDriverState *other = test_open_json("{'driver':'null-co'}", &error_abort);
     Error *err = NULL;
 
     g_assert_null(bdrv_attach_child(raw, other, "file", BDRV_CHILD_FILE,
@@ -236,13 +219,13 @@ static void test_attach_duplicate_child_name(void)
 
 static void test_replace_node(void)
 {
-    BlockDriverState *old = open_json("{'driver':'null-co','node-name':'old'}",
+    BlockDriverState *old = test_open_json("{'driver':'null-co','node-name':'old'}",
                                       &error_abort);
-    BlockDriverState *new = open_json("{'driver':'null-co','node-name':'new'}",
+    BlockDriverState *new = test_open_json("{'driver':'null-co','node-name':'new'}",
                                       &error_abort);
-    BlockDriverState *r1 = open_json(
+    BlockDriverState *r1 = test_open_json(
         "{'driver':'raw','node-name':'r1','file':'old'}", &error_abort);
-    BlockDriverState *r2 = open_json(
+    BlockDriverState *r2 = test_open_json(
         "{'driver':'raw','node-name':'r2','file':'old'}", &error_abort);
     BlockBackend *blk = blk_new("dev0", &error_abort);
 
@@ -267,12 +250,12 @@ static void test_replace_node(void)
 
 static void test_replace_read_only_refused(void)
 {
-    BlockDriverState *old = open_json("{'driver':'null-co','node-name':'old'}",
+    BlockDriverState *old = test_open_json("{'driver':'null-co','node-name':'old'}",
                                       &error_abort);
-    BlockDriverState *ro = open_json(
+    BlockDriverState *ro = test_open_json(
         "{'driver':'null-co','node-name':'ro','read-only':true}",
         &error_abort);
-    BlockDriverState *r1 = open_json(
+    BlockDriverState *r1 = test_open_json(
         "{'driver':'raw','node-name':'r1','file':'old'}", &error_abort);
     Error *err = NULL;
 
@@ -287,16 +270,16 @@ static void test_replace_read_only_refused(void)
 
 static void test_insert_and_remove_filter(void)
 {
-    BlockDriverState *src = open_json("{'driver':'null-co','node-name':'src'}",
+    BlockDriverState *src = test_open_json("{'driver':'null-co','node-name':'src'}",
                                       &error_abort);
-    BlockDriverState *top = open_json(
+    BlockDriverState *top = test_open_json(
         "{'driver':'raw','node-name':'top','file':'src'}", &error_abort);
     BlockBackend *blk = blk_new("dev0", &error_abort);
     BlockDriverState *filter;
 
     g_assert_true(blk_insert_bs(blk, src, &error_abort));
     /* raw over src stands in for a filter: its file child is src. */
-    filter = open_json("{'driver':'raw','node-name':'flt','file':'src'}",
+    filter = test_open_json("{'driver':'raw','node-name':'flt','file':'src'}",
                        &error_abort);
     g_assert_true(bdrv_insert_above(filter, src, &error_abort));
     g_assert_true(bdrv_file_bs(top) == filter);
@@ -321,9 +304,9 @@ static void test_insert_and_remove_filter(void)
 
 static void test_insert_above_needs_child(void)
 {
-    BlockDriverState *a = open_json("{'driver':'null-co','node-name':'a'}",
+    BlockDriverState *a = test_open_json("{'driver':'null-co','node-name':'a'}",
                                     &error_abort);
-    BlockDriverState *f = open_json(
+    BlockDriverState *f = test_open_json(
         "{'driver':'raw','node-name':'f','file':{'driver':'null-co'}}",
         &error_abort);
     Error *err = NULL;
@@ -345,7 +328,7 @@ static void test_blockdev_del(void)
 
     qmp_blockdev_add(&opts, &error_abort);
     g_assert_true(bdrv_is_monitor_owned(bdrv_find_node("n0")));
-    raw = open_json("{'driver':'raw','node-name':'r0','file':'n0'}",
+    raw = test_open_json("{'driver':'raw','node-name':'r0','file':'n0'}",
                     &error_abort);
 
     qmp_blockdev_del("n0", &err);
@@ -387,7 +370,7 @@ static void test_blockdev_del_busy_device(void)
 
 static void test_lookup(void)
 {
-    BlockDriverState *bs = open_json("{'driver':'null-co','node-name':'n0'}",
+    BlockDriverState *bs = test_open_json("{'driver':'null-co','node-name':'n0'}",
                                      &error_abort);
     BlockBackend *blk = blk_new("drive0", &error_abort);
     BlockBackend *empty = blk_new("drive1", &error_abort);
@@ -417,7 +400,7 @@ static void test_lookup(void)
 
 static void test_backend_names(void)
 {
-    BlockDriverState *bs = open_json("{'driver':'null-co','node-name':'n0'}",
+    BlockDriverState *bs = test_open_json("{'driver':'null-co','node-name':'n0'}",
                                      &error_abort);
     BlockBackend *blk = blk_new("drive0", &error_abort);
     Error *err = NULL;
@@ -432,7 +415,7 @@ static void test_backend_names(void)
     error_free_or_abort(&err);
     g_assert_null(blk_new("1x", &err));
     error_free_or_abort(&err);
-    g_assert_null(open_json("{'driver':'null-co','node-name':'drive0'}",
+    g_assert_null(test_open_json("{'driver':'null-co','node-name':'drive0'}",
                             &err));
     g_assert_cmpstr(error_get_pretty(err), ==,
                     "node-name=drive0 is conflicting with a device id");
@@ -454,7 +437,7 @@ static void count_done(void *opaque, int ret)
 
 static void test_drain_waits_for_requests(void)
 {
-    BlockDriverState *bs = open_json(
+    BlockDriverState *bs = test_open_json(
         "{'driver':'raw','file':{'driver':'null-co','latency-ns':2000000}}",
         &error_abort);
     BlockBackend *blk = blk_new(NULL, &error_abort);
@@ -481,7 +464,7 @@ static void test_drain_waits_for_requests(void)
 
 static void test_drained_section_holds_new_requests(void)
 {
-    BlockDriverState *bs = open_json("{'driver':'null-co'}", &error_abort);
+    BlockDriverState *bs = test_open_json("{'driver':'null-co'}", &error_abort);
     BlockBackend *blk = blk_new(NULL, &error_abort);
     char buf[512];
     QIOVector qiov;
@@ -507,7 +490,7 @@ static void test_drained_section_holds_new_requests(void)
 
 static void test_query_named_block_nodes(void)
 {
-    BlockDriverState *bs = open_json(
+    BlockDriverState *bs = test_open_json(
         "{'driver':'raw','node-name':'r0','detect-zeroes':'on',"
         " 'file':{'driver':'null-co','node-name':'n0','size':65536}}",
         &error_abort);
@@ -532,7 +515,7 @@ static void test_query_named_block_nodes(void)
 
 static void test_query_block(void)
 {
-    BlockDriverState *bs = open_json(
+    BlockDriverState *bs = test_open_json(
         "{'driver':'null-co','node-name':'n0','size':1048576}",
         &error_abort);
     BlockBackend *blk = blk_new("drive0", &error_abort);

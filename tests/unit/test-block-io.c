@@ -18,22 +18,12 @@
 #include "block/block-backend.h"
 #include "block/block_int.h"
 #include "qapi/qapi-visit.h"
+#include "tests/unit/block-test-helpers.h"
 
+/* Opens a node from single-quoted JSON options; aborts on failure. */
 static BlockDriverState *open_json(const char *text)
 {
-    g_autofree char *json = g_strdelimit(g_strdup(text), "'", '"');
-    json_error_t jerr;
-    json_t *obj = json_loads(json, 0, &jerr);
-    QapiPath root = QAPI_PATH_ROOT(false);
-    g_autoptr(BlockdevOptions) opts = NULL;
-    BlockDriverState *bs;
-
-    g_assert_nonnull(obj);
-    g_assert_true(visit_in_BlockdevOptions(obj, &root, &opts, &error_abort));
-    json_decref(obj);
-    bs = bdrv_open_options(opts, &error_abort);
-    g_assert_nonnull(bs);
-    return bs;
+    return test_open_json(text, &error_abort);
 }
 
 static BlockAcctStats stats_of(BlockDriverState *bs)
