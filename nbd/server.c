@@ -114,31 +114,32 @@ typedef struct NBDRequestData {
 
 static void nbd_client_update_watch(NBDClient *c);
 
-static void nbd_client_readable(void *opaque)
+/* Wakes the coroutine waiting in *waiter for the socket, if any. */
+static void nbd_client_wake(NBDClient *c, Coroutine **waiter)
 {
-    NBDClient *c = opaque;
-    Coroutine *co = c->recv_waiter;
+    Coroutine *co = *waiter;
 
     if (!co) {
         /* Lazy removal: nobody waits any more. */
         nbd_client_update_watch(c);
         return;
     }
-    c->recv_waiter = NULL;
+    *waiter = NULL;
     aio_co_wake(co);
+}
+
+static void nbd_client_readable(void *opaque)
+{
+    NBDClient *c = opaque;
+
+    nbd_client_wake(c, &c->recv_waiter);
 }
 
 static void nbd_client_writable(void *opaque)
 {
     NBDClient *c = opaque;
-    Coroutine *co = c->send_waiter;
 
-    if (!co) {
-        nbd_client_update_watch(c);
-        return;
-    }
-    c->send_waiter = NULL;
-    aio_co_wake(co);
+    nbd_client_wake(c, &c->send_waiter);
 }
 
 /* Watches exactly what waiters need, plus keeps a read watch that is
