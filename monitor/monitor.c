@@ -174,6 +174,17 @@ static void monitor_write(void *opaque)
     monitor_unref(mon);
 }
 
+/* Terminates the line just appended to the output and starts sending. */
+static void monitor_end_line(Monitor *mon)
+{
+    g_string_append(mon->out, "\r\n");
+    if (!mon->write_pending) {
+        monitor_flush(mon);
+    } else if (monitor_unsent(mon) > MONITOR_MAX_OUTPUT) {
+        monitor_disconnect(mon);
+    }
+}
+
 /* Appends the JSON text line (in compact form) and "\r\n", indented if the
  * server is pretty (and the line parses), and starts sending it. */
 static void monitor_send_line(Monitor *mon, const char *line, size_t len)
@@ -194,21 +205,13 @@ static void monitor_send_line(Monitor *mon, const char *line, size_t len)
     } else {
         g_string_append_len(mon->out, line, len);
     }
-    g_string_append(mon->out, "\r\n");
-    if (!mon->write_pending) {
-        monitor_flush(mon);
-    } else if (monitor_unsent(mon) > MONITOR_MAX_OUTPUT) {
-        monitor_disconnect(mon);
-    }
+    monitor_end_line(mon);
 }
 
-/* Composes and sends the reply to one request. */
-static void monitor_reply(Monitor *mon, const json_t *id, const GString *ret,
-                          const Error *err)
+/* Appends the reply envelope around ret (or err) and the request's id. */
+static void monitor_build_reply(GString *r, const json_t *id,
+                                const GString *ret, const Error *err)
 {
-    GString *r = mon->reply;
-
-    g_string_truncate(r, 0);
     if (err) {
         g_string_append_printf(r, "{\"error\": {\"class\": \"%s\", "
                                "\"desc\": ",
@@ -225,7 +228,28 @@ static void monitor_reply(Monitor *mon, const json_t *id, const GString *ret,
         qapi_out_any(r, id);
     }
     g_string_append_c(r, '}');
-    monitor_send_line(mon, r->str, r->len);
+}
+
+/*
+ * Composes and sends the reply to one request.  Compact replies are built
+ * straight into the output buffer, so a large return value (thousands of
+ * query-blockstats entries) is copied once; pretty ones are re-indented
+ * from a scratch buffer.
+ */
+static void monitor_reply(Monitor *mon, const json_t *id, const GString *ret,
+                          const Error *err)
+{
+    if (mon->fd < 0) {
+        return;
+    }
+    if (mon->server->pretty) {
+        g_string_truncate(mon->reply, 0);
+        monitor_build_reply(mon->reply, id, ret, err);
+        monitor_send_line(mon, mon->reply->str, mon->reply->len);
+        return;
+    }
+    monitor_build_reply(mon->out, id, ret, err);
+    monitor_end_line(mon);
 }
 
 /* ---- dispatch ---- */
