@@ -2,10 +2,12 @@
 # packages are installed (scripts/install-deps.sh is a fast no-op when they are).
 BUILD     ?= build
 SAN_BUILD ?= build-san
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 30
 MESON_OPTS ?=
 
 .PHONY: all deps setup build check check-unit check-iotests check-style \
-        check-sanitizers docs clean
+        check-sanitizers check-fuzz docs clean
 
 all: build
 
@@ -35,6 +37,16 @@ check-sanitizers: deps $(SAN_BUILD)/build.ninja
 	 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	 python3 scripts/run-checks.py --build-dir $(SAN_BUILD)
 
+# libFuzzer targets (tests/fuzz), built with clang, ASan and UBSan; a short
+# run of each (FUZZ_SECONDS) from generated seeds.
+$(FUZZ_BUILD)/build.ninja: | deps
+	CC=clang meson setup $(MESON_OPTS) -Dfuzzing=true \
+	    -Db_sanitize=address,undefined -Db_lundef=false $(FUZZ_BUILD)
+
+check-fuzz: deps $(FUZZ_BUILD)/build.ninja
+	ninja -C $(FUZZ_BUILD)
+	@scripts/run-fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
+
 # The README's main command: a live backup of a disk a guest is writing
 # (scripts/demo.py: creates the disk, runs blockd, checks the backup).
 .PHONY: demo
@@ -46,4 +58,4 @@ docs: build
 	cp $(BUILD)/qapi/qmp-reference.md docs/qmp-reference.md
 
 clean:
-	rm -rf $(BUILD) $(SAN_BUILD)
+	rm -rf $(BUILD) $(SAN_BUILD) $(FUZZ_BUILD)

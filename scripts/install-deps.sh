@@ -9,6 +9,7 @@ PACKAGES=(
     python3
     qemu-utils qemu-system-common
     libnbd-bin nbdkit fio
+    clang libclang-rt-14-dev
 )
 
 missing=()

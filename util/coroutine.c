@@ -142,7 +142,13 @@ static void co_thread_key_init(void)
  * than the one it left, so after a switch the TLS address must not be taken
  * from a register computed before it: hence a real call with a barrier.
  */
-static __attribute__((noinline, noclone)) CoThread *co_thread_fresh(void)
+#ifdef __clang__
+#define CO_NOINLINE __attribute__((noinline))      /* clang never clones */
+#else
+#define CO_NOINLINE __attribute__((noinline, noclone))
+#endif
+
+static CO_NOINLINE CoThread *co_thread_fresh(void)
 {
     CoThread *t = co_thread;
 
