@@ -21,6 +21,11 @@ struct BlockBackend {
     char *user_desc;             /* for busy errors, or NULL */
     int refcnt;
     BdrvChild *root;
+    /* Permissions asked by blk_set_perm() before a node was attached
+     * (has_perm), used by blk_insert_bs(); once attached they live in
+     * root.  Main thread. */
+    bool has_perm;
+    uint64_t perm, shared;
     BlockAcctStats stats;
     int quiesce_counter;         /* > 0: new requests wait in queued */
     CoQueue queued;
@@ -118,6 +123,20 @@ static char *blk_parent_desc(BdrvChild *c)
     return g_strdup("used by an anonymous block device");
 }
 
+/* QEMU's names for a backend in permission conflicts. */
+static char *blk_user_desc(BdrvChild *c)
+{
+    BlockBackend *blk = bdrv_child_get_opaque(c);
+
+    if (blk->user_desc) {
+        return g_strdup(blk->user_desc);
+    }
+    if (blk->name[0]) {
+        return g_strdup_printf("block device '%s'", blk->name);
+    }
+    return g_strdup("an unnamed block device");
+}
+
 static void blk_drained_begin(BdrvChild *c)
 {
     BlockBackend *blk = bdrv_child_get_opaque(c);
@@ -137,16 +156,48 @@ static void blk_drained_end(BdrvChild *c)
 
 static const BdrvChildClass blk_child_class = {
     .get_parent_desc = blk_parent_desc,
+    .get_user_desc = blk_user_desc,
     .drained_begin = blk_drained_begin,
     .drained_end = blk_drained_end,
 };
 
 bool blk_insert_bs(BlockBackend *blk, BlockDriverState *bs, Error **errp)
 {
+    uint64_t perm = BLK_PERM_CONSISTENT_READ, shared = BLK_PERM_ALL;
+
     g_assert(!blk->root);
+    if (blk->has_perm) {
+        perm = blk->perm;
+        shared = blk->shared;
+    } else if (!bdrv_is_read_only(bs)) {
+        perm |= BLK_PERM_WRITE;
+    }
     blk->root = bdrv_root_attach_child(bs, "root", &blk_child_class, blk,
-                                       errp);
+                                       perm, shared, errp);
     return blk->root != NULL;
+}
+
+bool blk_set_perm(BlockBackend *blk, uint64_t perm, uint64_t shared,
+                  Error **errp)
+{
+    if (blk->root && !bdrv_child_set_perm(blk->root, perm, shared, errp)) {
+        return false;
+    }
+    blk->has_perm = true;
+    blk->perm = perm;
+    blk->shared = shared;
+    return true;
+}
+
+void blk_get_perm(BlockBackend *blk, uint64_t *perm, uint64_t *shared)
+{
+    if (blk->root) {
+        *perm = bdrv_child_perm(blk->root);
+        *shared = bdrv_child_shared(blk->root);
+    } else {
+        *perm = blk->has_perm ? blk->perm : 0;
+        *shared = blk->has_perm ? blk->shared : BLK_PERM_ALL;
+    }
 }
 
 void blk_remove_bs(BlockBackend *blk)

@@ -1,7 +1,8 @@
 /*
  * The block graph: opening nodes from BlockdevOptions, node names,
- * reference counts, child edges with parent links, replacing a node in
- * all its parents (how a filter is inserted above a node), and drain.
+ * reference counts, child edges with parent links, the permissions on
+ * those edges (docs/permissions.md), replacing a node in all its parents
+ * (how a filter is inserted above a node), and drain.
  *
  * Everything here runs in the main thread (see block.h); the request path
  * lives in io.c.
@@ -214,6 +215,11 @@ BlockDriverState *bdrv_open_options(const BlockdevOptions *opts,
         return NULL;
     }
     bs = bdrv_new(drv);
+    if (opts->node_name) {
+        /* For messages about the node while its children are attached
+         * (permission conflicts); registered only after the open. */
+        g_strlcpy(bs->node_name, opts->node_name, sizeof(bs->node_name));
+    }
     if (!apply_base_options(bs, opts, errp) || drv->open(bs, opts, errp) < 0) {
         bdrv_free(bs);
         return NULL;
@@ -401,6 +407,284 @@ static void update_shortcuts(BlockDriverState *parent)
     }
 }
 
+/* ---- Permissions (docs/permissions.md) ----
+ *
+ * A graph change is done in three steps, all in the main thread without
+ * a yield: the edges are re-linked, the permissions of every edge below
+ * the changed nodes are recomputed (parents before children, remembering
+ * each old value), and every node reached is checked.  On a conflict the
+ * old values are put back and the caller re-links the edges as they were,
+ * so a refused change leaves no trace.
+ */
+
+static const char *const perm_name_table[] = {
+    "consistent read", "write", "write unchanged", "resize",
+};
+
+char *bdrv_perm_names(uint64_t perm)
+{
+    GString *s = g_string_new(NULL);
+
+    for (size_t i = 0; i < G_N_ELEMENTS(perm_name_table); i++) {
+        if (perm & (UINT64_C(1) << i)) {
+            g_string_append_printf(s, "%s%s", s->len ? ", " : "",
+                                   perm_name_table[i]);
+        }
+    }
+    return g_string_free(s, FALSE);
+}
+
+void bdrv_get_cumulative_perm(const BlockDriverState *bs, uint64_t *perm,
+                              uint64_t *shared)
+{
+    uint64_t p = 0, sh = BLK_PERM_ALL;
+
+    for (BdrvChild *c = bs->parents; c; c = c->next_parent) {
+        p |= c->perm;
+        sh &= c->shared;
+    }
+    *perm = p;
+    *shared = sh;
+}
+
+uint64_t bdrv_child_perm(const BdrvChild *c)
+{
+    return c->perm;
+}
+
+uint64_t bdrv_child_shared(const BdrvChild *c)
+{
+    return c->shared;
+}
+
+void bdrv_default_child_perm(BlockDriverState *bs, BdrvChild *c,
+                             BdrvChildRole role, uint64_t perm,
+                             uint64_t shared, uint64_t *nperm,
+                             uint64_t *nshared)
+{
+    switch (role) {
+    case BDRV_CHILD_BACKING:
+        /* Read for the guest; nobody may change what it reads through. */
+        *nperm = BLK_PERM_CONSISTENT_READ;
+        *nshared = BLK_PERM_ALL & ~(BLK_PERM_WRITE | BLK_PERM_RESIZE);
+        break;
+    case BDRV_CHILD_TARGET:
+        /* A copy target: another writer would corrupt the copy; readers
+         * (checking a backup as it grows) are fine. */
+        *nperm = BLK_PERM_WRITE;
+        *nshared = BLK_PERM_CONSISTENT_READ | BLK_PERM_WRITE_UNCHANGED;
+        break;
+    default:
+        /* The node's data: its users' needs pass straight through. */
+        *nperm = perm | BLK_PERM_CONSISTENT_READ;
+        *nshared = shared;
+        break;
+    }
+}
+
+/* The perm / shared parent (with the given cumulative ones) needs on c. */
+static void child_perm_of(BlockDriverState *parent, BdrvChild *c,
+                          uint64_t perm, uint64_t shared, uint64_t *nperm,
+                          uint64_t *nshared)
+{
+    if (parent->drv->child_perm) {
+        parent->drv->child_perm(parent, c, c->role, perm, shared, nperm,
+                                nshared);
+    } else {
+        bdrv_default_child_perm(parent, c, c->role, perm, shared, nperm,
+                                nshared);
+    }
+}
+
+/* An edge's permissions before a recomputation changed them. */
+typedef struct PermUndo {
+    BdrvChild *c;
+    uint64_t perm, shared;
+} PermUndo;
+
+/* Appends the nodes at and below bs not yet in seen, children before
+ * parents (DFS post-order): reversed, parents come first. */
+static void perm_collect(BlockDriverState *bs, GHashTable *seen,
+                         GPtrArray *order)
+{
+    if (!g_hash_table_add(seen, bs)) {
+        return;
+    }
+    for (BdrvChild *c = bs->children; c; c = c->next) {
+        perm_collect(c->bs, seen, order);
+    }
+    g_ptr_array_add(order, bs);
+}
+
+/* The nodes at and below starts (NULLs skipped), parents before
+ * children (caller frees). */
+static GPtrArray *perm_topo_order(BlockDriverState *const *starts, size_t n)
+{
+    g_autoptr(GHashTable) seen = g_hash_table_new(NULL, NULL);
+    GPtrArray *order = g_ptr_array_new();
+
+    for (size_t i = 0; i < n; i++) {
+        if (starts[i]) {
+            perm_collect(starts[i], seen, order);
+        }
+    }
+    for (guint i = 0, j = order->len; i + 1 < j; i++, j--) {
+        gpointer tmp = order->pdata[i];
+
+        order->pdata[i] = order->pdata[j - 1];
+        order->pdata[j - 1] = tmp;
+    }
+    return order;
+}
+
+/* Recomputes the edges from bs to its children from bs's parent edges,
+ * logging old values in undo (may be NULL). */
+static void perm_update_children(BlockDriverState *bs, GArray *undo)
+{
+    uint64_t perm, shared;
+
+    bdrv_get_cumulative_perm(bs, &perm, &shared);
+    for (BdrvChild *c = bs->children; c; c = c->next) {
+        uint64_t np, ns;
+
+        child_perm_of(bs, c, perm, shared, &np, &ns);
+        if (np == c->perm && ns == c->shared) {
+            continue;
+        }
+        if (undo) {
+            PermUndo u = { .c = c, .perm = c->perm, .shared = c->shared };
+
+            g_array_append_val(undo, u);
+        }
+        c->perm = np;
+        c->shared = ns;
+    }
+}
+
+static void perm_undo(GArray *undo)
+{
+    for (guint i = undo->len; i-- > 0;) {
+        PermUndo *u = &g_array_index(undo, PermUndo, i);
+
+        u->c->perm = u->perm;
+        u->c->shared = u->shared;
+    }
+}
+
+/* The parent of c as QEMU names it in permission errors. */
+static char *perm_user_desc(BdrvChild *c)
+{
+    if (c->parent_bs) {
+        if (!c->parent_bs->node_name[0]) {
+            /* Still being opened, no name yet. */
+            return g_strdup_printf("a new %s node",
+                                   c->parent_bs->drv->format_name);
+        }
+        return g_strdup_printf("node '%s'", c->parent_bs->node_name);
+    }
+    if (c->klass && c->klass->get_user_desc) {
+        return c->klass->get_user_desc(c);
+    }
+    return bdrv_child_parent_desc(c);
+}
+
+/* False (errp set) if b needs something a does not share. */
+static bool perm_a_allows_b(BdrvChild *a, BdrvChild *b, Error **errp)
+{
+    uint64_t denied = b->perm & ~a->shared;
+    const char *node = a->bs->node_name;
+
+    if (!denied) {
+        return true;
+    }
+    g_autofree char *names = bdrv_perm_names(denied);
+    g_autofree char *b_user = perm_user_desc(b);
+    g_autofree char *a_user = perm_user_desc(a);
+
+    error_setg(errp, "Permission conflict on node '%s': permissions '%s' "
+               "are both required by %s (uses node '%s' as '%s' child) and "
+               "unshared by %s (uses node '%s' as '%s' child).",
+               node, names, b_user, node, b->name, a_user, node, a->name);
+    return false;
+}
+
+/* Checks the parent edges of bs against each other and against a
+ * read-only bs. */
+static bool perm_check_node(BlockDriverState *bs, Error **errp)
+{
+    uint64_t perm, shared;
+
+    bdrv_get_cumulative_perm(bs, &perm, &shared);
+    if (bs->read_only && (perm & (BLK_PERM_WRITE | BLK_PERM_RESIZE))) {
+        error_setg(errp, "Block node is read-only");
+        return false;
+    }
+    if (!(perm & ~shared)) {
+        return true;     /* the common case: one parent, or all share */
+    }
+    /* An edge may keep for itself what it does not share: compare pairs
+     * (QEMU's order, so the same pair is named). */
+    for (BdrvChild *a = bs->parents; a; a = a->next_parent) {
+        for (BdrvChild *b = bs->parents; b; b = b->next_parent) {
+            if (a != b && !perm_a_allows_b(a, b, errp)) {
+                return false;
+            }
+        }
+    }
+    return true;
+}
+
+/*
+ * Recomputes the edges below starts (n entries, NULLs skipped) after the
+ * caller re-linked edges there, and checks every node reached.  On a
+ * conflict every recomputed edge gets its old value back and errp is set;
+ * the caller then undoes its re-linking.
+ */
+static bool bdrv_refresh_perms(BlockDriverState *const *starts, size_t n,
+                               Error **errp)
+{
+    g_autoptr(GPtrArray) order = perm_topo_order(starts, n);
+    g_autoptr(GArray) undo = g_array_new(FALSE, FALSE, sizeof(PermUndo));
+
+    for (guint i = 0; i < order->len; i++) {
+        perm_update_children(order->pdata[i], undo);
+    }
+    for (guint i = 0; i < order->len; i++) {
+        if (!perm_check_node(order->pdata[i], errp)) {
+            perm_undo(undo);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* After an edge to bs went away: needs can only shrink, so there is
+ * nothing to check (child_perm is monotone). */
+static void bdrv_refresh_perms_loosen(BlockDriverState *bs)
+{
+    g_autoptr(GPtrArray) order = perm_topo_order(&bs, 1);
+
+    for (guint i = 0; i < order->len; i++) {
+        perm_update_children(order->pdata[i], NULL);
+    }
+}
+
+bool bdrv_child_set_perm(BdrvChild *c, uint64_t perm, uint64_t shared,
+                         Error **errp)
+{
+    uint64_t old_perm = c->perm, old_shared = c->shared;
+
+    g_assert(!c->parent_bs);
+    c->perm = perm;
+    c->shared = shared;
+    if (!bdrv_refresh_perms(&c->bs, 1, errp)) {
+        c->perm = old_perm;
+        c->shared = old_shared;
+        return false;
+    }
+    return true;
+}
+
 BdrvChild *bdrv_attach_child(BlockDriverState *parent_bs,
                              BlockDriverState *child_bs, const char *name,
                              BdrvChildRole role, Error **errp)
@@ -417,6 +701,13 @@ BdrvChild *bdrv_attach_child(BlockDriverState *parent_bs,
         error_setg(errp, "Making '%s' a child of '%s' would create a loop",
                    child_bs->node_name, parent_bs->node_name);
         return NULL;
+    }
+    if (child_bs->ctx != parent_bs->ctx && !parent_bs->children &&
+        !parent_bs->parents) {
+        /* A node being opened has no user yet: it follows its first
+         * child into that child's context (a filter above a node that
+         * runs in an iothread). */
+        parent_bs->ctx = child_bs->ctx;
     }
     if (child_bs->ctx != parent_bs->ctx) {
         error_setg(errp, "Node '%s' is in a different I/O thread than '%s'",
@@ -438,14 +729,23 @@ BdrvChild *bdrv_attach_child(BlockDriverState *parent_bs,
         /* append: children stay in attach order */
     }
     *tail = c;
-    bdrv_ref(child_bs);
     parent_list_add(child_bs, c);
+    /* The parent's edges decide the new edge's needs: start there. */
+    if (!bdrv_refresh_perms(&parent_bs, 1, errp)) {
+        parent_list_remove(c);
+        *tail = NULL;
+        g_free(c->name);
+        g_free(c);
+        return NULL;
+    }
+    bdrv_ref(child_bs);
     update_shortcuts(parent_bs);
     return c;
 }
 
 BdrvChild *bdrv_root_attach_child(BlockDriverState *bs, const char *name,
                                   const BdrvChildClass *klass, void *opaque,
+                                  uint64_t perm, uint64_t shared,
                                   Error **errp)
 {
     BdrvChild *c = g_new0(BdrvChild, 1);
@@ -454,8 +754,16 @@ BdrvChild *bdrv_root_attach_child(BlockDriverState *bs, const char *name,
     c->role = BDRV_CHILD_ROOT;
     c->klass = klass;
     c->opaque = opaque;
-    bdrv_ref(bs);
+    c->perm = perm;
+    c->shared = shared;
     parent_list_add(bs, c);
+    if (!bdrv_refresh_perms(&bs, 1, errp)) {
+        parent_list_remove(c);
+        g_free(c->name);
+        g_free(c);
+        return NULL;
+    }
+    bdrv_ref(bs);
     return c;
 }
 
@@ -479,6 +787,7 @@ void bdrv_unref_child(BdrvChild *child)
     parent_list_remove(child);
     g_free(child->name);
     g_free(child);
+    bdrv_refresh_perms_loosen(bs);
     bdrv_unref(bs);
 }
 
@@ -585,9 +894,32 @@ static bool check_replace_edge(BdrvChild *c, BlockDriverState *to,
     return true;
 }
 
+/* bs's parent edges in list order (caller frees), for an exact undo. */
+static GPtrArray *parents_snapshot(BlockDriverState *bs)
+{
+    GPtrArray *a = g_ptr_array_new();
+
+    for (BdrvChild *c = bs->parents; c; c = c->next_parent) {
+        g_ptr_array_add(a, c);
+    }
+    return a;
+}
+
+/* Makes bs's parent list exactly snap again. */
+static void parents_restore(BlockDriverState *bs, GPtrArray *snap)
+{
+    bs->parents = NULL;
+    for (guint i = snap->len; i-- > 0;) {
+        parent_list_add(bs, g_ptr_array_index(snap, i));
+    }
+}
+
 bool bdrv_replace_node(BlockDriverState *from, BlockDriverState *to,
                        Error **errp)
 {
+    BlockDriverState *changed[] = { from, to };
+    g_autoptr(GPtrArray) from_parents = NULL;
+    g_autoptr(GPtrArray) to_parents = NULL;
     BdrvChild *c, *next;
     unsigned moved = 0;
 
@@ -605,13 +937,27 @@ bool bdrv_replace_node(BlockDriverState *from, BlockDriverState *to,
     bdrv_ref(to);
     bdrv_drain(from);
     bdrv_drain(to);
+    from_parents = parents_snapshot(from);
+    to_parents = parents_snapshot(to);
     for (c = from->parents; c; c = next) {
         next = c->next_parent;
+        if (c->parent_bs != to) {
+            parent_list_remove(c);
+            parent_list_add(to, c);
+        }
+    }
+    if (!bdrv_refresh_perms(changed, G_N_ELEMENTS(changed), errp)) {
+        parents_restore(from, from_parents);
+        parents_restore(to, to_parents);
+        bdrv_unref(to);
+        bdrv_unref(from);
+        return false;
+    }
+    for (guint i = 0; i < from_parents->len; i++) {
+        c = g_ptr_array_index(from_parents, i);
         if (c->parent_bs == to) {
             continue;
         }
-        parent_list_remove(c);
-        parent_list_add(to, c);
         bdrv_ref(to);
         moved++;
         if (c->parent_bs && c->parent_bs->drv->refresh_limits) {

@@ -93,6 +93,15 @@ static char *block_job_parent_desc(BdrvChild *c)
                            bjob->job.id ? bjob->job.id : "(internal)");
 }
 
+/* QEMU's name for a job in permission conflicts: "backup job 'job0'". */
+static char *block_job_user_desc(BdrvChild *c)
+{
+    BlockJob *bjob = bdrv_child_get_opaque(c);
+
+    return g_strdup_printf("%s job '%s'", job_type_str(&bjob->job),
+                           bjob->job.id ? bjob->job.id : "(internal)");
+}
+
 /* Draining a node of the job pauses the job (one pause per edge). */
 static void block_job_drained_begin(BdrvChild *c)
 {
@@ -110,6 +119,7 @@ static void block_job_drained_end(BdrvChild *c)
 
 static const BdrvChildClass block_job_child_class = {
     .get_parent_desc = block_job_parent_desc,
+    .get_user_desc = block_job_user_desc,
     .drained_begin = block_job_drained_begin,
     .drained_end = block_job_drained_end,
 };
@@ -117,8 +127,13 @@ static const BdrvChildClass block_job_child_class = {
 bool block_job_add_bdrv(BlockJob *job, const char *name,
                         BlockDriverState *bs, Error **errp)
 {
+    /* The job reaches its nodes through the graph (a filter, block-copy)
+     * whose edges carry its real needs; its own edges only keep the size
+     * fixed while it works. */
     BdrvChild *c = bdrv_root_attach_child(bs, name, &block_job_child_class,
-                                          job, errp);
+                                          job, 0,
+                                          BLK_PERM_ALL & ~BLK_PERM_RESIZE,
+                                          errp);
 
     if (!c) {
         return false;

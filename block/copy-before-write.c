@@ -37,6 +37,27 @@ static int coroutine_fn cbw_write_hook(BdrvWriteHook *hook,
                                    bdrv_req_bytes(req));
 }
 
+/*
+ * Permissions: the target is the default's (only the filter writes it).
+ * On the source the filter passes its users' needs through, but once it
+ * has users (it is inserted, or a job holds it) it shares neither write
+ * nor resize with the source's other parents: a write that reached the
+ * source, or a node below it, beside the filter would change data the
+ * copy has not saved yet.  A filter just opened by bdrv_cbw_append, not
+ * yet above its source, still shares them, so the source's current
+ * writers do not block the insertion that moves them above the filter.
+ */
+static void cbw_child_perm(BlockDriverState *bs, BdrvChild *c,
+                           BdrvChildRole role, uint64_t perm,
+                           uint64_t shared, uint64_t *nperm,
+                           uint64_t *nshared)
+{
+    bdrv_default_child_perm(bs, c, role, perm, shared, nperm, nshared);
+    if (role == BDRV_CHILD_FILE && bdrv_next_parent(bs, NULL)) {
+        *nshared &= ~(BLK_PERM_WRITE | BLK_PERM_RESIZE);
+    }
+}
+
 static void cbw_refresh_limits(BlockDriverState *bs)
 {
     bdrv_inherit_limits(bs, bs->file->bs);
@@ -178,6 +199,7 @@ const BlockDriver bdrv_copy_before_write = {
     .co_pdiscard = cbw_co_pdiscard,
     .co_block_status = cbw_co_block_status,
     .refresh_limits = cbw_refresh_limits,
+    .child_perm = cbw_child_perm,
 };
 
 /* ---- The backup job's interface ---- */

@@ -142,6 +142,10 @@ bool blk_exp_add(const BlockExportOptions *opts, Error **errp)
     }
     desc = g_strdup_printf("export '%s'", exp->id);
     blk_set_user_desc(exp->blk, desc);
+    /* As QEMU's exports: read, write only when writable, share all. */
+    blk_set_perm(exp->blk, BLK_PERM_CONSISTENT_READ |
+                 (exp->writable ? BLK_PERM_WRITE : 0), BLK_PERM_ALL,
+                 &error_abort);
     if (!blk_insert_bs(exp->blk, bs, errp) ||
         !blk_exp_set_ctx(exp, bs, opts, errp) ||
         !drv->create(exp, opts, errp)) {

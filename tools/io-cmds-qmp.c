@@ -4,12 +4,33 @@
  * node in the daemon and returns what it printed.  Kept apart from
  * io-cmds.c so that the tools do not depend on the daemon's schema.
  */
+#include <string.h>
+
 #include "qapi/qapi-commands.h"
 #include "tools/io-cmds.h"
 
 static void io_qmp_print(void *opaque, const char *text, bool is_error)
 {
     g_string_append(opaque, text);
+}
+
+/* True if the command line (first word) writes to the node: its
+ * temporary backend then asks for the write permission. */
+static bool io_qmp_writes(const char *command)
+{
+    static const char *const writers[] = {
+        "aio_write", "discard", "write", "writev",
+    };
+    g_autofree char *line = g_strstrip(g_strdup(command));
+    g_auto(GStrv) words = g_strsplit_set(line, " \t\r\n", 2);
+    const char *name = words[0] ? words[0] : "";
+
+    for (size_t i = 0; i < G_N_ELEMENTS(writers); i++) {
+        if (strcmp(name, writers[i]) == 0) {
+            return true;
+        }
+    }
+    return false;
 }
 
 typedef struct IoQmpRun {
@@ -41,14 +62,22 @@ XBlockdevIoResult *qmp_x_blockdev_io(const char *device, const char *command,
 
     if (!blk || !blk_bs(blk)) {
         /* A node-name: a temporary anonymous user of the node, as the
-         * daemon's own exports and jobs are. */
+         * daemon's own exports and jobs are.  It asks for write only when
+         * the command writes (and the node is writable: otherwise the
+         * request fails as on any read-only node), so that reading, e.g.
+         * a backup target while the backup writes it, is allowed. */
         BlockDriverState *bs = bdrv_lookup_device(device, errp);
+        uint64_t perm = BLK_PERM_CONSISTENT_READ;
 
         if (!bs) {
             return NULL;
         }
+        if (io_qmp_writes(command) && !bdrv_is_read_only(bs)) {
+            perm |= BLK_PERM_WRITE;
+        }
         tmp = blk_new(NULL, errp);
-        if (!tmp || !blk_insert_bs(tmp, bs, errp)) {
+        if (!tmp || !blk_set_perm(tmp, perm, BLK_PERM_ALL, errp) ||
+            !blk_insert_bs(tmp, bs, errp)) {
             return NULL;
         }
         blk = tmp;

@@ -37,8 +37,25 @@ void blk_ref(BlockBackend *blk);
 void blk_unref(BlockBackend *blk);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(BlockBackend, blk_unref)
 
-/* Attaches bs (taking a reference).  The backend must have no node. */
+/*
+ * Attaches bs (taking a reference).  The backend must have no node.  The
+ * backend's root edge asks for what blk_set_perm() set, else for
+ * consistent read, plus write unless bs is read-only, and shares all
+ * (docs/permissions.md).  Refused (errp set, nothing attached) on a
+ * permission conflict with another user of bs or of a node below it.
+ */
 bool blk_insert_bs(BlockBackend *blk, BlockDriverState *bs, Error **errp);
+/*
+ * Sets the permissions (BLK_PERM_*) the backend needs of its node and
+ * shares with the node's other users: for the next blk_insert_bs(), or at
+ * once when a node is attached (checked like a graph change: refused with
+ * errp set and nothing changed on a conflict).  Main thread.
+ */
+bool blk_set_perm(BlockBackend *blk, uint64_t perm, uint64_t shared,
+                  Error **errp);
+/* What the backend has (attached) or will ask for (perm 0 and shared
+ * BLK_PERM_ALL when it is not attached and nothing was set). */
+void blk_get_perm(BlockBackend *blk, uint64_t *perm, uint64_t *shared);
 /* Detaches the node (drains first).  No-op without one. */
 void blk_remove_bs(BlockBackend *blk);
 /* The attached node or NULL (no reference taken). */
@@ -88,6 +105,12 @@ int coroutine_fn blk_co_pwrite_zeroes(BlockBackend *blk, int64_t offset,
 int coroutine_fn blk_co_pdiscard(BlockBackend *blk, int64_t offset,
                                  int64_t bytes);
 int coroutine_fn blk_co_flush(BlockBackend *blk);
+/* bdrv_co_copy_range() between the nodes of two backends, accounted on
+ * both backends too (a read on blk_in, a write on blk_out). */
+int coroutine_fn blk_co_copy_range(BlockBackend *blk_in, int64_t off_in,
+                                   BlockBackend *blk_out, int64_t off_out,
+                                   int64_t bytes, BdrvRequestFlags read_flags,
+                                   BdrvRequestFlags write_flags);
 
 /* Synchronous forms (see block.h's sync wrappers). */
 int blk_pread(BlockBackend *blk, int64_t offset, int64_t bytes, void *buf,

@@ -12,7 +12,10 @@
  *     which validates, pads, tracks, runs write hooks, accounts and only
  *     then calls the driver;
  *   - nodes are reference counted; a BlockBackend (block-backend.h) is a
- *     named user of a node.
+ *     named user of a node;
+ *   - every edge says what its parent needs of the child and lets the
+ *     child's other parents do (BLK_PERM_*); graph changes that would
+ *     break that are refused (docs/permissions.md).
  *
  * Threads: every node belongs to one AioContext (bdrv_get_aio_context());
  * today that is always the main context.  Its requests run only in that
@@ -105,6 +108,30 @@ typedef enum BdrvChildRole {
     BDRV_CHILD_ROOT,      /* a non-node user: BlockBackend, job, export */
 } BdrvChildRole;
 
+/*
+ * Permissions on a node (docs/permissions.md), QEMU's bits, which are
+ * also the lock byte numbers of docs/locking.md.  Every edge (BdrvChild)
+ * carries "perm", what its parent needs of the child, and "shared", what
+ * the parent lets the other parents of that child do.  A graph change
+ * that would leave a node with one parent needing what another does not
+ * share is refused, and so is write or resize on a read-only node.
+ */
+enum {
+    /* Reads return what was written (no one changes the data in a way
+     * the readers do not know of). */
+    BLK_PERM_CONSISTENT_READ = 0x01,
+    /* Writes that may change the visible data. */
+    BLK_PERM_WRITE = 0x02,
+    /* Writes that leave the visible data as it was (copy-on-read). */
+    BLK_PERM_WRITE_UNCHANGED = 0x04,
+    /* Changing the size. */
+    BLK_PERM_RESIZE = 0x08,
+    BLK_PERM_ALL = 0x0f,
+};
+
+/* "consistent read, write" for perm (caller frees; "" for 0). */
+char *bdrv_perm_names(uint64_t perm);
+
 /* Per-node (and per-backend) I/O counters: BlockAcctStats and the
  * block_acct_* hooks live in block/accounting.h. */
 
@@ -168,8 +195,11 @@ bool bdrv_is_monitor_owned(const BlockDriverState *bs);
 
 /*
  * Attaches child_bs as a child of parent_bs under name with role, taking
- * a new reference to child_bs.  Returns the edge, or NULL with errp set
- * (name already used, a loop, different AioContexts).
+ * a new reference to child_bs.  The edge's permissions come from parent's
+ * driver (BlockDriver.child_perm, or the default for role).  Returns the
+ * edge, or NULL with errp set (name already used, a loop, different
+ * AioContexts, a permission conflict: then nothing changed).  A parent
+ * with no edges yet (being opened) adopts child_bs's context.
  */
 BdrvChild *bdrv_attach_child(BlockDriverState *parent_bs,
                              BlockDriverState *child_bs, const char *name,
@@ -177,20 +207,43 @@ BdrvChild *bdrv_attach_child(BlockDriverState *parent_bs,
 
 /* How a non-node parent (backend, job, export) appears in the graph. */
 struct BdrvChildClass {
-    /* "device 'drive0'", "job 'backup0'", "export 'e0'" (caller frees):
-     * used in "Node 'x' is busy: used by ..." errors. */
+    /* "used by device 'drive0'", "used by block job 'backup0'",
+     * "export 'e0'" (caller frees): ends "Node 'x' is busy: ..." errors. */
     char *(*get_parent_desc)(BdrvChild *c);
+    /* Optional: the parent as the subject of a permission conflict, as
+     * QEMU names it: "block device 'drive0'", "an unnamed block device",
+     * "backup job 'job0'", "export 'e0'" (caller frees).  Absent:
+     * get_parent_desc's text. */
+    char *(*get_user_desc)(BdrvChild *c);
     /* Optional: the parent stops / restarts issuing new requests
      * (bdrv_drained_begin/end on the child). */
     void (*drained_begin)(BdrvChild *c);
     void (*drained_end)(BdrvChild *c);
 };
 
-/* Attaches a non-node parent (role ROOT) to bs, taking a reference.
- * opaque is the parent object, given back by bdrv_child_get_opaque(). */
+/*
+ * Attaches a non-node parent (role ROOT) to bs, taking a reference.
+ * opaque is the parent object, given back by bdrv_child_get_opaque().
+ * perm / shared (BLK_PERM_*) are what the parent needs of bs and lets
+ * others do; refused (errp set, graph and permissions unchanged) when
+ * they conflict with another parent of bs or of a node below it, or
+ * when perm has write or resize and bs is read-only.
+ */
 BdrvChild *bdrv_root_attach_child(BlockDriverState *bs, const char *name,
                                   const BdrvChildClass *klass, void *opaque,
+                                  uint64_t perm, uint64_t shared,
                                   Error **errp);
+/* Changes the perm / shared of a root edge, checked like an attach
+ * (nothing changes on failure).  Main thread. */
+bool bdrv_child_set_perm(BdrvChild *c, uint64_t perm, uint64_t shared,
+                         Error **errp);
+/* The edge's current perm / shared (BLK_PERM_*). */
+uint64_t bdrv_child_perm(const BdrvChild *c);
+uint64_t bdrv_child_shared(const BdrvChild *c);
+/* The union of the perm and the intersection of the shared of bs's
+ * parent edges (BLK_PERM_ALL shared when it has none). */
+void bdrv_get_cumulative_perm(const BlockDriverState *bs, uint64_t *perm,
+                              uint64_t *shared);
 /* Detaches the edge (node or root parent) and drops its reference to the
  * child node.  NULL is ignored. */
 void bdrv_unref_child(BdrvChild *child);
@@ -222,7 +275,9 @@ BlockDriverState *bdrv_backing_bs(BlockDriverState *bs);
  * every request after the call takes the new path.  Main thread, outside
  * any drained section of from or to.  Fails (errp, nothing
  * changed) if the nodes are in different AioContexts, if a parent is
- * read-write and to is read-only, or if it would create a loop.
+ * read-write and to is read-only, if it would create a loop, or if the
+ * permissions of the new graph conflict (then the edges and all
+ * permissions are as before).
  */
 bool bdrv_replace_node(BlockDriverState *from, BlockDriverState *to,
                        Error **errp);
@@ -230,7 +285,7 @@ bool bdrv_replace_node(BlockDriverState *from, BlockDriverState *to,
  * Inserts filter above bs: filter must already have bs as its FILE
  * child; every other parent of bs is re-pointed to filter.  The inverse,
  * bdrv_remove_filter(), re-points filter's parents back to its FILE
- * child.  Used by copy-before-write.
+ * child.  Used by copy-before-write.  Both fail like bdrv_replace_node().
  */
 bool bdrv_insert_above(BlockDriverState *filter, BlockDriverState *bs,
                        Error **errp);
@@ -343,6 +398,23 @@ int coroutine_fn bdrv_co_block_status(BlockDriverState *bs, bool want_zero,
  * filters), 0 if not, -errno; allocation mode. */
 int coroutine_fn bdrv_co_is_allocated(BlockDriverState *bs, int64_t offset,
                                       int64_t bytes, int64_t *pnum);
+/*
+ * Copies [src_offset, +bytes) of src->bs to dst_offset of dst->bs without
+ * the data passing through the caller (copy_file_range between two local
+ * files, through raw nodes).  Goes through the request path like a read
+ * on src (read_flags: SERIALISING, NO_SERIALISING) and a write on dst
+ * (write_flags: SERIALISING, NO_HOOKS): validation, tracking and
+ * serialisation, dst's write hooks, accounting, wr_highest_offset.
+ * Returns 0; -ENOTSUP when the pair cannot offload (no driver support,
+ * different file systems, a range not aligned for O_DIRECT...), in which
+ * case nothing was accounted and the caller copies with read + write;
+ * else -errno as reads/writes (-EIO past the end, -EPERM on a read-only
+ * dst).  Both nodes in the caller's AioContext.
+ */
+int coroutine_fn bdrv_co_copy_range(BdrvChild *src, int64_t src_offset,
+                                    BdrvChild *dst, int64_t dst_offset,
+                                    int64_t bytes, BdrvRequestFlags read_flags,
+                                    BdrvRequestFlags write_flags);
 
 /* ---- Synchronous wrappers for tools and the control plane ----
  * Each runs the bdrv_co_ function in a coroutine and polls the current

@@ -93,6 +93,20 @@ struct BlockDriverState {
  * An edge of the graph: parent --(name, role)--> bs.  The parent is a node
  * (parent_bs) or, for role ROOT, another object (klass + opaque).  The edge
  * holds one reference to bs.  Main thread only.
+ *
+ * Permissions (docs/permissions.md): perm is what the parent needs of bs,
+ * shared what it lets bs's other parents do (BLK_PERM_* bits).  block.c
+ * owns both fields: for a node parent they are recomputed from the
+ * parent's driver (child_perm) whenever the parent's own parent edges
+ * change; for a root parent they are what its owner asked for
+ * (bdrv_root_attach_child, bdrv_child_set_perm).  They change only in the
+ * main thread, during a graph change (attach, detach, replace, insert or
+ * remove a filter) or a root edge's perm change, with no yield between the
+ * check and the commit, so the request path never sees a half-changed
+ * state.  Invariant between graph changes: for every node, each parent
+ * edge's perm is within the shared of every other parent edge, and a
+ * read-only node has no parent with write or resize.  The request path
+ * does not look at them: the check costs nothing per request.
  */
 struct BdrvChild {
     BlockDriverState *bs;            /* the child node */
@@ -101,6 +115,8 @@ struct BdrvChild {
     BlockDriverState *parent_bs;     /* NULL for a root parent */
     const BdrvChildClass *klass;     /* root parents only */
     void *opaque;                    /* root parent object */
+    uint64_t perm;                   /* BLK_PERM_* the parent needs */
+    uint64_t shared;                 /* BLK_PERM_* others may have */
     BdrvChild *next;                 /* in parent_bs->children */
     BdrvChild *next_parent;          /* in bs->parents */
 };
@@ -218,6 +234,33 @@ struct BlockDriver {
     int coroutine_fn (*co_truncate)(BlockDriverState *bs, int64_t offset,
                                     bool exact, PreallocMode prealloc,
                                     Error **errp);
+    /*
+     * Copy offload (bdrv_co_copy_range), in two legs so that each node is
+     * tracked and accounted once.  from: bs is the source, already
+     * validated, tracked and accounted as a read of [offset, +bytes); a
+     * format/filter driver passes the copy on with
+     * bdrv_co_copy_range_from(its child, ...), a protocol driver hands it
+     * to the destination with bdrv_co_copy_range_to(bs, ...).  to: bs is
+     * the destination, already tracked as a write of [offset, +bytes)
+     * whose write hooks ran; a format/filter driver passes it on with
+     * bdrv_co_copy_range_to(src, ..., its child, ...), a protocol driver
+     * copies from the protocol node src (e.g. copy_file_range).  Ranges
+     * are in range on both nodes, bytes > 0.  Returns 0, -ENOTSUP when
+     * the pair cannot offload (the caller copies with read + write) or
+     * -errno.  Optional (absent: -ENOTSUP before anything is accounted).
+     */
+    int coroutine_fn (*co_copy_range_from)(BlockDriverState *bs,
+                                           int64_t offset,
+                                           BlockDriverState *dst,
+                                           int64_t dst_offset, int64_t bytes,
+                                           BdrvRequestFlags read_flags,
+                                           BdrvRequestFlags write_flags);
+    int coroutine_fn (*co_copy_range_to)(BlockDriverState *bs,
+                                         BlockDriverState *src,
+                                         int64_t src_offset, int64_t offset,
+                                         int64_t bytes,
+                                         BdrvRequestFlags read_flags,
+                                         BdrvRequestFlags write_flags);
     /* Creates an image file of size bytes (blockd-img create).  Main
      * thread, outside coroutines.  Optional. */
     int (*create)(const char *filename, int64_t size, PreallocMode prealloc,
@@ -235,7 +278,32 @@ struct BlockDriver {
      */
     bool (*can_change_aio_context)(BlockDriverState *bs, AioContext *ctx,
                                    Error **errp);
+    /*
+     * The permissions bs needs on its child c (in role) and shares with
+     * c's other parents, given what bs's own parents need of bs (perm,
+     * the union of their edges' perm) and let others do (shared, the
+     * intersection).  Must be monotone: less perm / more shared from
+     * above never gives more *nperm / less *nshared.  Main thread, during
+     * a graph change; no I/O.  Optional: absent means
+     * bdrv_default_child_perm().
+     */
+    void (*child_perm)(BlockDriverState *bs, BdrvChild *c,
+                       BdrvChildRole role, uint64_t perm, uint64_t shared,
+                       uint64_t *nperm, uint64_t *nshared);
 };
+
+/*
+ * The default BlockDriver.child_perm, by role:
+ *   FILE (the data of a format or filter node): what the parent's users
+ *     need and share passes through, plus consistent read;
+ *   BACKING: consistent read; shares everything but write and resize;
+ *   TARGET (a job's or filter's copy target): write; shares only
+ *     consistent read and write unchanged (nobody else may write it).
+ */
+void bdrv_default_child_perm(BlockDriverState *bs, BdrvChild *c,
+                             BdrvChildRole role, uint64_t perm,
+                             uint64_t shared, uint64_t *nperm,
+                             uint64_t *nshared);
 
 /*
  * Opens (inline definition) or looks up (reference) the child described
@@ -256,6 +324,26 @@ int64_t bdrv_refresh_total_bytes(BlockDriverState *bs);
  * (alignment, max transfer, memory alignment); used by refresh_limits of
  * pass-through drivers such as raw. */
 void bdrv_inherit_limits(BlockDriverState *bs, const BlockDriverState *child);
+
+/*
+ * The two legs of bdrv_co_copy_range() (see co_copy_range_from/_to), for
+ * drivers passing a copy on: from validates, tracks and accounts the read
+ * on src and calls its driver's co_copy_range_from; to does the same for
+ * the write on dst (write hooks, wr_highest_offset) and calls
+ * co_copy_range_to.  Same returns as bdrv_co_copy_range().
+ */
+int coroutine_fn bdrv_co_copy_range_from(BlockDriverState *src,
+                                         int64_t src_offset,
+                                         BlockDriverState *dst,
+                                         int64_t dst_offset, int64_t bytes,
+                                         BdrvRequestFlags read_flags,
+                                         BdrvRequestFlags write_flags);
+int coroutine_fn bdrv_co_copy_range_to(BlockDriverState *src,
+                                       int64_t src_offset,
+                                       BlockDriverState *dst,
+                                       int64_t dst_offset, int64_t bytes,
+                                       BdrvRequestFlags read_flags,
+                                       BdrvRequestFlags write_flags);
 
 /* Iteration over the driver table: bdrv_driver_at(0..) until NULL. */
 const BlockDriver *bdrv_driver_at(size_t i);

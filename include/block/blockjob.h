@@ -65,7 +65,9 @@ void *block_job_create(const char *job_id, const BlockJobDriver *driver,
                        void *opaque, Error **errp);
 
 /* Holds bs for the job's life with a root edge named name (e.g.
- * "target").  Fails like bdrv_root_attach_child(). */
+ * "target").  The edge needs no permission and shares all but resize
+ * (the job's I/O goes through graph edges that carry its needs, e.g. the
+ * copy-before-write filter's).  Fails like bdrv_root_attach_child(). */
 bool block_job_add_bdrv(BlockJob *job, const char *name,
                         BlockDriverState *bs, Error **errp);
 /* Drops every edge (idempotent). */

@@ -5,7 +5,9 @@
  * each export type supplies a BlockExportDriver.
  *
  * An export holds an anonymous BlockBackend on its node ("export 'ID'"
- * in busy errors; counted like any backend by the statistics).  With
+ * in busy errors and permission conflicts; counted like any backend by
+ * the statistics).  The backend needs consistent read, plus write when
+ * the export is writable, and shares everything (docs/permissions.md).  With
  * iothread=ID the export's node tree is moved into that iothread's
  * AioContext (bdrv_try_change_aio_context) and the export's I/O
  * (connections, request coroutines) runs there; deleting the export
