@@ -8,9 +8,14 @@
  *      coroutine (it needs the export list, which is main-thread data);
  *   2. after NBD_OPT_GO / NBD_OPT_EXPORT_NAME the coroutine moves itself
  *      into the export's AioContext (its iothread, if any) and becomes the
- *      reader: it reads requests continuously and starts one coroutine per
- *      request, which replies as soon as it finishes (out of order);
- *      replies are serialised per connection by a CoMutex;
+ *      reader: it receives the socket in large pieces, parses every
+ *      complete request in them and starts one coroutine per request
+ *      before it goes back to the event loop (so their I/O is submitted
+ *      together).  Each request queues its reply when it finishes (out of
+ *      order); the replies queued in one loop iteration leave with one
+ *      sendmsg, straight from the request buffers, which are then reused;
+ *      a client that takes longer than handshake-max-seconds to get
+ *      here is dropped;
  *   3. on EOF, NBD_CMD_DISC, a protocol error or shutdown(2) from the
  *      main thread (block-export-del mode=hard, nbd-server-stop), the
  *      reader waits for the requests in flight, removes its fd handler
@@ -18,8 +23,10 @@
  *      the fd and frees it.
  *
  * Bounds per connection: NBD_MAX_IN_FLIGHT requests and
- * NBD_MAX_BYTES_IN_FLIGHT payload bytes in flight; option payloads of at
- * most NBD_MAX_OPTION_SIZE; requests of at most NBD_MAX_BUFFER_SIZE.
+ * NBD_MAX_BYTES_IN_FLIGHT payload bytes in flight (a request counts until
+ * its reply is written); NBD_CACHE_BYTES of idle buffers kept for reuse;
+ * option payloads of at most NBD_MAX_OPTION_SIZE; requests of at most
+ * NBD_MAX_BUFFER_SIZE.
  * A write longer than that cannot be skipped safely, so it ends the
  * connection; everything else malformed gets the protocol's error.
  */
@@ -50,6 +57,7 @@
 #define NBD_META_ID_BASE_ALLOCATION 1
 
 typedef struct NBDClient NBDClient;
+typedef struct NBDRequestData NBDRequestData;
 
 /* The NBD part of an export; main thread. */
 typedef struct NBDExport {
@@ -64,6 +72,7 @@ typedef struct NBDServer {
     int fd;
     char *unix_path;              /* unlinked when the server stops */
     uint32_t max_connections;     /* 0: unlimited */
+    uint32_t handshake_max_secs;  /* 0: unlimited */
     unsigned nclients;
     NBDClient *clients;           /* every connection, newest first */
 } NBDServer;
@@ -80,6 +89,9 @@ struct NBDClient {
     AioContext *ctx;
     NBDExport *exp;               /* set at NBD_OPT_GO; counted there */
     NBDClient *next;              /* in nbd_server->clients */
+    /* Drops a client that has not selected an export in time (main
+     * thread; NULL without a limit or once the handshake is over). */
+    QEMUTimer *handshake_timer;
 
     bool fixed;                   /* client set NBD_FLAG_C_FIXED_NEWSTYLE */
     bool no_zeroes;
@@ -88,27 +100,59 @@ struct NBDClient {
     bool closing;                 /* no new requests; tear down */
 
     Coroutine *recv_waiter;       /* coroutine waiting for readable */
-    Coroutine *send_waiter;       /* coroutine waiting for writable */
+    Coroutine *send_waiter;       /* handshake: waiting for writable */
     bool read_watched, write_watched;
+    /* False once a recv came back short or with EAGAIN: the socket is
+     * drained, so the next read waits for readable instead of making a
+     * recv that would fail. */
+    bool may_read;
 
     uint8_t *rbuf;                /* received, not yet consumed bytes */
     size_t rstart, rend;
 
-    CoMutex send_lock;            /* one reply on the wire at a time */
-    GByteArray *outq;             /* small replies waiting for the flush */
-    bool flush_pending;           /* a flush BH/coroutine will send outq */
+    /*
+     * Transmission replies, in the order they were finished, each still
+     * referencing its request's buffers (no copy).  nbd_flush() writes
+     * all of them with one sendmsg, from flush_bh at the end of the loop
+     * iteration in which they were queued, or from the writable handler
+     * when the socket was full.
+     */
+    NBDRequestData *sendq_head, *sendq_tail;
+    QEMUBH *flush_bh;             /* in the export's context */
+    bool send_blocked;            /* socket full: wait for writable */
+    bool send_failed;             /* socket broken: replies are dropped */
+
+    /* Requests whose reply is gone, kept with their payload buffers for
+     * the next ones (at most the most requests ever in flight; buffers
+     * of at most NBD_CACHE_BYTES in all). */
+    NBDRequestData *free_reqs;
+    size_t cached_bytes;
+
     CoQueue slot_wait;            /* reader waiting for in_flight to drop */
-    unsigned in_flight;
-    uint64_t bytes_in_flight;
+    unsigned in_flight;           /* parsed, reply not yet written */
+    uint64_t bytes_in_flight;     /* their payload buffers */
 };
 
-/* One request in flight; owned by its coroutine. */
-typedef struct NBDRequestData {
+/*
+ * One request, from its header to the last byte of its reply.  Owned by
+ * its coroutine until the reply is queued, then by the client's send
+ * queue until written (or dropped), then kept in free_reqs for reuse.
+ */
+struct NBDRequestData {
     NBDClient *c;
     NBDRequest req;
     uint32_t nbd_err;             /* validation error, replied as is */
-    uint8_t *buf;                 /* read/write payload (bdrv_blockalign) */
-} NBDRequestData;
+    uint64_t payload;             /* bytes counted in bytes_in_flight */
+    uint8_t *buf;                 /* payload buffer (bdrv_blockalign) */
+    size_t buf_size;              /* its size (>= payload) */
+    /* The reply; iov[pos..niov) is not written yet. */
+    struct iovec *iov;            /* iov_inline, or g_new for many */
+    int niov, pos;
+    struct iovec iov_inline[2];
+    uint8_t hdr[32];              /* header of a one-chunk reply */
+    void *extra;                  /* g_malloc'd headers or payload */
+    NBDRequestData *next;         /* in sendq or free_reqs */
+};
 
 /* ---- Socket I/O in the client's context ---- */
 
@@ -135,11 +179,17 @@ static void nbd_client_readable(void *opaque)
     nbd_client_wake(c, &c->recv_waiter);
 }
 
+static void nbd_flush(NBDClient *c);
+
 static void nbd_client_writable(void *opaque)
 {
     NBDClient *c = opaque;
 
-    nbd_client_wake(c, &c->send_waiter);
+    if (c->send_blocked) {
+        nbd_flush(c);
+    } else {
+        nbd_client_wake(c, &c->send_waiter);
+    }
 }
 
 /* Watches exactly what waiters need, plus keeps a read watch that is
@@ -148,7 +198,7 @@ static void nbd_client_writable(void *opaque)
 static void nbd_client_update_watch(NBDClient *c)
 {
     bool want_r = c->recv_waiter != NULL;
-    bool want_w = c->send_waiter != NULL;
+    bool want_w = c->send_waiter != NULL || c->send_blocked;
 
     if (want_r == c->read_watched && want_w == c->write_watched) {
         return;
@@ -176,11 +226,44 @@ static void coroutine_fn nbd_co_wait_writable(NBDClient *c)
     coroutine_yield();
 }
 
-/* Makes at least need bytes available in rbuf.  0 or -errno (-EPIPE at
+/* Receives at most len (> 0) bytes, waiting for the socket as needed.
+ * Returns the count, -EPIPE at EOF or -errno. */
+static ssize_t coroutine_fn nbd_co_recv_some(NBDClient *c, void *buf,
+                                             size_t len)
+{
+    for (;;) {
+        ssize_t n;
+
+        if (!c->may_read) {
+            nbd_co_wait_readable(c);
+            c->may_read = true;
+        }
+        n = recv(c->fd, buf, len, 0);
+        if (n > 0) {
+            /* Short: the socket is empty now (see may_read). */
+            c->may_read = (size_t)n == len;
+            return n;
+        }
+        if (n == 0) {
+            return -EPIPE;
+        }
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            c->may_read = false;
+        } else if (errno != EINTR) {
+            return -errno;
+        }
+    }
+}
+
+/* Makes at least need bytes available in rbuf, receiving as much as fits
+ * (so one recv usually brings many requests).  0 or -errno (-EPIPE at
  * EOF). */
 static int coroutine_fn nbd_co_fill(NBDClient *c, size_t need)
 {
     g_assert(need <= NBD_RBUF_SIZE);
+    if (c->rstart == c->rend) {
+        c->rstart = c->rend = 0;
+    }
     while (c->rend - c->rstart < need) {
         ssize_t n;
 
@@ -189,44 +272,42 @@ static int coroutine_fn nbd_co_fill(NBDClient *c, size_t need)
             c->rend -= c->rstart;
             c->rstart = 0;
         }
-        n = recv(c->fd, c->rbuf + c->rend, NBD_RBUF_SIZE - c->rend, 0);
-        if (n > 0) {
-            c->rend += n;
-        } else if (n == 0) {
-            return -EPIPE;
-        } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            nbd_co_wait_readable(c);
-        } else if (errno != EINTR) {
-            return -errno;
+        n = nbd_co_recv_some(c, c->rbuf + c->rend, NBD_RBUF_SIZE - c->rend);
+        if (n < 0) {
+            return n;
         }
+        c->rend += n;
     }
     return 0;
 }
 
-/* Reads exactly len bytes into buf: what rbuf holds first, then straight
- * from the socket (no copy through rbuf for large payloads). */
+/* Reads exactly len bytes into buf.  Short payloads come through rbuf
+ * (the same recv also brings the requests behind them); long ones go
+ * straight from the socket into buf after what rbuf already holds. */
 static int coroutine_fn nbd_co_read(NBDClient *c, void *buf, size_t len)
 {
-    size_t have = MIN(len, c->rend - c->rstart);
-    size_t done = have;
+    size_t have, done;
 
-    memcpy(buf, c->rbuf + c->rstart, have);
-    c->rstart += have;
-    if (c->rstart == c->rend) {
-        c->rstart = c->rend = 0;
-    }
-    while (done < len) {
-        ssize_t n = recv(c->fd, (uint8_t *)buf + done, len - done, 0);
+    if (len <= NBD_RBUF_SIZE / 2) {
+        int ret = nbd_co_fill(c, len);
 
-        if (n > 0) {
-            done += n;
-        } else if (n == 0) {
-            return -EPIPE;
-        } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            nbd_co_wait_readable(c);
-        } else if (errno != EINTR) {
-            return -errno;
+        if (ret < 0) {
+            return ret;
         }
+    }
+    have = MIN(len, c->rend - c->rstart);
+    if (have) {
+        /* buf may be NULL when len is 0 (an empty option payload). */
+        memcpy(buf, c->rbuf + c->rstart, have);
+        c->rstart += have;
+    }
+    for (done = have; done < len; ) {
+        ssize_t n = nbd_co_recv_some(c, (uint8_t *)buf + done, len - done);
+
+        if (n < 0) {
+            return n;
+        }
+        done += n;
     }
     return 0;
 }
@@ -248,8 +329,8 @@ static int coroutine_fn nbd_co_skip(NBDClient *c, size_t len)
     return 0;
 }
 
-/* Writes the whole vector (modified in place).  Caller holds send_lock
- * in transmission. */
+/* Writes the whole vector (modified in place); handshake only (replies
+ * in transmission go through the send queue, nbd_flush()). */
 static int coroutine_fn nbd_co_writev(NBDClient *c, struct iovec *iov,
                                       int niov)
 {
@@ -738,70 +819,193 @@ static NBDExport *coroutine_fn nbd_co_handshake(NBDClient *c)
 
 /* ---- Transmission (export's context) ---- */
 
-/* Replies up to this size are copied into outq and sent together with
- * the others that complete in the same loop iteration: one sendmsg for
- * many small replies instead of one each. */
-#define NBD_BATCH_MAX (16 * 1024)
+/* Payload buffers a connection keeps for reuse, in bytes (enough for the
+ * 1 MiB reads of a deep sequential reader; larger ones are freed). */
+#define NBD_CACHE_BYTES          (8 * 1024 * 1024)
+/* Most iovecs handed to one sendmsg (below IOV_MAX). */
+#define NBD_FLUSH_IOV            256
 
-static void coroutine_fn nbd_flush_co(void *opaque)
+/* A request slot for a request with payload bytes of buffer: a released
+ * one (with its buffer) if any.  Counts it in flight. */
+static NBDRequestData *nbd_request_get(NBDClient *c, uint64_t payload)
 {
-    NBDClient *c = opaque;
-    int ret = 0;
+    NBDRequestData *d = c->free_reqs;
 
-    co_mutex_lock(&c->send_lock);
-    while (c->outq->len > 0 && ret == 0) {
-        GByteArray *q = c->outq;
-        struct iovec iov = { .iov_base = q->data, .iov_len = q->len };
+    if (d) {
+        c->free_reqs = d->next;
+        c->cached_bytes -= d->buf_size;
+    } else {
+        d = g_new0(NBDRequestData, 1);
+        d->c = c;
+        d->iov = d->iov_inline;
+    }
+    if (payload > d->buf_size) {
+        bdrv_vfree(d->buf);
+        d->buf = bdrv_blockalign(blk_bs(c->exp->common.blk), payload);
+        d->buf_size = payload;
+    }
+    d->payload = payload;
+    d->nbd_err = 0;
+    d->niov = d->pos = 0;
+    d->next = NULL;
+    c->in_flight++;
+    c->bytes_in_flight += payload;
+    return d;
+}
 
-        /* Replies queued while this one is on the wire go to a new
-         * buffer and the next turn of the loop. */
-        c->outq = g_byte_array_new();
-        ret = nbd_co_writev(c, &iov, 1);
-        g_byte_array_free(q, TRUE);
+/* The reply of d is written (or dropped): back to the free list.  The
+ * caller wakes the reader (slot_wait) afterwards. */
+static void nbd_request_release(NBDRequestData *d)
+{
+    NBDClient *c = d->c;
+
+    c->in_flight--;
+    c->bytes_in_flight -= d->payload;
+    g_free(d->extra);
+    d->extra = NULL;
+    if (d->iov != d->iov_inline) {
+        g_free(d->iov);
+        d->iov = d->iov_inline;
     }
-    c->flush_pending = false;
-    co_mutex_unlock(&c->send_lock);
-    if (ret < 0 && !c->closing) {
-        c->closing = true;
-        shutdown(c->fd, SHUT_RDWR);
+    if (c->cached_bytes + d->buf_size > NBD_CACHE_BYTES) {
+        bdrv_vfree(d->buf);
+        d->buf = NULL;
+        d->buf_size = 0;
     }
-    /* The reader may wait for the flush before tearing down. */
-    co_queue_restart_all(&c->slot_wait);
+    c->cached_bytes += d->buf_size;
+    d->next = c->free_reqs;
+    c->free_reqs = d;
+}
+
+/* Frees the free list (main thread, at the end of the connection). */
+static void nbd_free_requests(NBDClient *c)
+{
+    NBDRequestData *d;
+
+    while ((d = c->free_reqs) != NULL) {
+        c->free_reqs = d->next;
+        bdrv_vfree(d->buf);
+        g_free(d);
+    }
+}
+
+/* Unlinks the head of the send queue and releases it. */
+static void nbd_sendq_pop(NBDClient *c)
+{
+    NBDRequestData *d = c->sendq_head;
+
+    c->sendq_head = d->next;
+    if (!c->sendq_head) {
+        c->sendq_tail = NULL;
+    }
+    nbd_request_release(d);
+}
+
+/* Accounts for len bytes written from the head of the send queue;
+ * releases the requests whose reply went out completely.  True if any
+ * did. */
+static bool nbd_sendq_advance(NBDClient *c, size_t len)
+{
+    bool released = false;
+    NBDRequestData *d;
+
+    while ((d = c->sendq_head) != NULL) {
+        while (d->pos < d->niov && len >= d->iov[d->pos].iov_len) {
+            len -= d->iov[d->pos].iov_len;
+            d->pos++;
+        }
+        if (d->pos < d->niov) {
+            d->iov[d->pos].iov_base = (uint8_t *)d->iov[d->pos].iov_base + len;
+            d->iov[d->pos].iov_len -= len;
+            break;
+        }
+        nbd_sendq_pop(c);
+        released = true;
+    }
+    return released;
+}
+
+/* The iovecs of the queued replies, as many as fit in iov[max]. */
+static int nbd_sendq_iov(NBDClient *c, struct iovec *iov, int max)
+{
+    int n = 0;
+
+    for (NBDRequestData *d = c->sendq_head; d && n < max; d = d->next) {
+        for (int i = d->pos; i < d->niov && n < max; i++) {
+            iov[n++] = d->iov[i];
+        }
+    }
+    return n;
+}
+
+/*
+ * Writes the queued replies, all of them in one sendmsg when they fit;
+ * waits for writable (send_blocked) when the socket is full.  A broken
+ * socket ends the connection: queued and later replies are dropped.
+ * Waking the reader is the last thing done, because the reader may end
+ * the connection and hand c to the main thread to be freed.
+ */
+static void nbd_flush(NBDClient *c)
+{
+    bool released = false;
+
+    while (c->sendq_head) {
+        struct iovec iov[NBD_FLUSH_IOV];
+        struct msghdr msg = { .msg_iov = iov };
+        ssize_t n;
+
+        if (c->send_failed) {
+            nbd_sendq_pop(c);
+            released = true;
+            continue;
+        }
+        msg.msg_iovlen = nbd_sendq_iov(c, iov, NBD_FLUSH_IOV);
+        n = sendmsg(c->fd, &msg, MSG_NOSIGNAL);
+        if (n >= 0) {
+            released |= nbd_sendq_advance(c, n);
+        } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            c->send_blocked = true;
+            nbd_client_update_watch(c);
+            break;
+        } else if (errno != EINTR) {
+            /* The stream is broken: stop reading too. */
+            c->send_failed = true;
+            c->closing = true;
+            shutdown(c->fd, SHUT_RDWR);
+        }
+    }
+    if (!c->sendq_head && c->send_blocked) {
+        c->send_blocked = false;
+        nbd_client_update_watch(c);
+    }
+    if (released) {
+        co_queue_restart_all(&c->slot_wait);
+    }
 }
 
 static void nbd_flush_bh(void *opaque)
 {
-    coroutine_enter(coroutine_create(nbd_flush_co, opaque));
+    nbd_flush(opaque);
 }
 
-/*
- * Sends one reply (all its chunks): small ones are batched (see
- * NBD_BATCH_MAX) and their errors surface as a closed connection; large
- * ones go out at once under send_lock with writev (no copy).
- */
-static int coroutine_fn nbd_send_iov(NBDClient *c, struct iovec *iov,
-                                     int niov)
+/* Queues the reply of d (d->iov[0..niov)); d belongs to the send queue
+ * from now on.  The flush runs once per loop iteration for everything
+ * queued in it, so replies finished together share one sendmsg. */
+static void nbd_queue_reply(NBDRequestData *d)
 {
-    size_t total = 0;
-    int ret;
+    NBDClient *c = d->c;
 
-    for (int i = 0; i < niov; i++) {
-        total += iov[i].iov_len;
+    d->pos = 0;
+    d->next = NULL;
+    if (c->sendq_tail) {
+        c->sendq_tail->next = d;
+    } else {
+        c->sendq_head = d;
     }
-    if (total <= NBD_BATCH_MAX) {
-        for (int i = 0; i < niov; i++) {
-            g_byte_array_append(c->outq, iov[i].iov_base, iov[i].iov_len);
-        }
-        if (!c->flush_pending) {
-            c->flush_pending = true;
-            aio_bh_schedule_oneshot(c->ctx, nbd_flush_bh, c);
-        }
-        return 0;
+    c->sendq_tail = d;
+    if (!c->send_blocked) {
+        bh_schedule(c->flush_bh);
     }
-    co_mutex_lock(&c->send_lock);
-    ret = nbd_co_writev(c, iov, niov);
-    co_mutex_unlock(&c->send_lock);
-    return ret;
 }
 
 /* Checks a request; returns an NBD error (0 if valid).  Sets *fatal for
@@ -866,40 +1070,31 @@ static uint32_t nbd_validate_request(NBDClient *c, const NBDRequest *r,
     return 0;
 }
 
-static int coroutine_fn nbd_send_simple(NBDClient *c, uint64_t cookie,
-                                        uint32_t err, void *data,
-                                        size_t len)
+/* A simple reply, with len bytes of d->buf as payload. */
+static void nbd_reply_simple(NBDRequestData *d, uint32_t err, size_t len)
 {
-    uint8_t hdr[NBD_SIMPLE_REPLY_SIZE];
-    struct iovec iov[2] = {
-        { .iov_base = hdr, .iov_len = sizeof(hdr) },
-        { .iov_base = data, .iov_len = len },
-    };
-    int ret;
-
-    nbd_encode_simple_reply(hdr, err, cookie);
-    ret = nbd_send_iov(c, iov, len ? 2 : 1);
-    return ret;
+    nbd_encode_simple_reply(d->hdr, err, d->req.cookie);
+    d->iov[0] = (struct iovec) { d->hdr, NBD_SIMPLE_REPLY_SIZE };
+    d->iov[1] = (struct iovec) { d->buf, len };
+    d->niov = len ? 2 : 1;
+    nbd_queue_reply(d);
 }
 
-/* A structured error chunk (final) with a short message. */
-static int coroutine_fn nbd_send_struct_error(NBDClient *c, uint64_t cookie,
-                                              uint32_t err, const char *msg)
+/* A structured error chunk (final) with a short static message. */
+static void nbd_reply_struct_error(NBDRequestData *d, uint32_t err,
+                                   const char *msg)
 {
     size_t mlen = strlen(msg);
-    uint8_t hdr[NBD_STRUCTURED_REPLY_SIZE + 6];
-    struct iovec iov[2] = {
-        { .iov_base = hdr, .iov_len = sizeof(hdr) },
-        { .iov_base = (void *)msg, .iov_len = mlen },
-    };
-    int ret;
 
-    nbd_encode_structured_reply(hdr, NBD_REPLY_FLAG_DONE,
-                                NBD_REPLY_TYPE_ERROR, cookie, 6 + mlen);
-    nbd_put_u32(hdr + NBD_STRUCTURED_REPLY_SIZE, err);
-    nbd_put_u16(hdr + NBD_STRUCTURED_REPLY_SIZE + 4, mlen);
-    ret = nbd_send_iov(c, iov, 2);
-    return ret;
+    nbd_encode_structured_reply(d->hdr, NBD_REPLY_FLAG_DONE,
+                                NBD_REPLY_TYPE_ERROR, d->req.cookie,
+                                6 + mlen);
+    nbd_put_u32(d->hdr + NBD_STRUCTURED_REPLY_SIZE, err);
+    nbd_put_u16(d->hdr + NBD_STRUCTURED_REPLY_SIZE + 4, mlen);
+    d->iov[0] = (struct iovec) { d->hdr, NBD_STRUCTURED_REPLY_SIZE + 6 };
+    d->iov[1] = (struct iovec) { (void *)msg, mlen };
+    d->niov = 2;
+    nbd_queue_reply(d);
 }
 
 /* base:allocation flags of a block status result. */
@@ -949,26 +1144,24 @@ static int coroutine_fn nbd_co_extents(NBDClient *c, uint64_t offset,
     return n;
 }
 
-static int coroutine_fn nbd_do_block_status(NBDRequestData *d)
+static void coroutine_fn nbd_do_block_status(NBDRequestData *d)
 {
     NBDClient *c = d->c;
     bool one = d->req.flags & NBD_CMD_FLAG_REQ_ONE;
     int max = one ? 1 : NBD_MAX_EXTENTS;
     g_autofree uint32_t *lens = g_new(uint32_t, max);
     g_autofree uint32_t *flags = g_new(uint32_t, max);
-    g_autofree uint8_t *p = NULL;
+    uint8_t *p;
     int n = nbd_co_extents(c, d->req.offset, d->req.len, lens, flags, max);
-    struct iovec iov;
     size_t plen;
-    int ret;
 
     if (n <= 0) {
-        return nbd_send_struct_error(c, d->req.cookie,
-                                     nbd_errno_to_wire(n < 0 ? n : -EIO),
-                                     "block status failed");
+        nbd_reply_struct_error(d, nbd_errno_to_wire(n < 0 ? n : -EIO),
+                               "block status failed");
+        return;
     }
     plen = NBD_STRUCTURED_REPLY_SIZE + 4 + 8 * (size_t)n;
-    p = g_malloc(plen);
+    p = d->extra = g_malloc(plen);
     nbd_encode_structured_reply(p, NBD_REPLY_FLAG_DONE,
                                 NBD_REPLY_TYPE_BLOCK_STATUS, d->req.cookie,
                                 plen - NBD_STRUCTURED_REPLY_SIZE);
@@ -977,29 +1170,29 @@ static int coroutine_fn nbd_do_block_status(NBDRequestData *d)
         nbd_put_u32(p + NBD_STRUCTURED_REPLY_SIZE + 4 + 8 * i, lens[i]);
         nbd_put_u32(p + NBD_STRUCTURED_REPLY_SIZE + 8 + 8 * i, flags[i]);
     }
-    iov.iov_base = p;
-    iov.iov_len = plen;
-    ret = nbd_send_iov(c, &iov, 1);
-    return ret;
+    d->iov[0] = (struct iovec) { p, plen };
+    d->niov = 1;
+    nbd_queue_reply(d);
 }
 
 /*
  * A successful structured read: OFFSET_DATA for data, OFFSET_HOLE for
- * ranges that read as zeroes (large reads without DF only), all chunks
- * in one writev, the last one flagged DONE.
+ * ranges that read as zeroes (large reads without DF only), the last
+ * chunk flagged DONE.  The data goes out of d->buf without a copy.
  */
-static int coroutine_fn nbd_send_read_chunks(NBDRequestData *d,
-                                             const uint32_t *lens,
-                                             const uint32_t *flags, int n)
+static void nbd_reply_read_chunks(NBDRequestData *d, const uint32_t *lens,
+                                  const uint32_t *flags, int n)
 {
-    NBDClient *c = d->c;
-    /* Each chunk: a header (20 + 8 + 4 bytes room) and maybe data. */
-    g_autofree uint8_t *hdrs = g_malloc(32 * (size_t)n);
-    g_autofree struct iovec *iov = g_new(struct iovec, 2 * (size_t)n);
+    uint8_t *hdrs = d->hdr;
     uint64_t off = d->req.offset;
     size_t pos = 0;
-    int niov = 0, ret;
+    int niov = 0;
 
+    if (n > 1) {
+        /* Each chunk: a header (20 + 8 + 4 bytes room) and maybe data. */
+        hdrs = d->extra = g_malloc(32 * (size_t)n);
+        d->iov = g_new(struct iovec, 2 * (size_t)n);
+    }
     for (int i = 0; i < n; i++) {
         uint8_t *h = hdrs + 32 * i;
         uint16_t fl = i == n - 1 ? NBD_REPLY_FLAG_DONE : 0;
@@ -1009,19 +1202,19 @@ static int coroutine_fn nbd_send_read_chunks(NBDRequestData *d,
                                         d->req.cookie, 12);
             nbd_put_u64(h + 20, off);
             nbd_put_u32(h + 28, lens[i]);
-            iov[niov++] = (struct iovec) { h, 32 };
+            d->iov[niov++] = (struct iovec) { h, 32 };
         } else {
             nbd_encode_structured_reply(h, fl, NBD_REPLY_TYPE_OFFSET_DATA,
                                         d->req.cookie, 8 + lens[i]);
             nbd_put_u64(h + 20, off);
-            iov[niov++] = (struct iovec) { h, 28 };
-            iov[niov++] = (struct iovec) { d->buf + pos, lens[i] };
+            d->iov[niov++] = (struct iovec) { h, 28 };
+            d->iov[niov++] = (struct iovec) { d->buf + pos, lens[i] };
         }
         off += lens[i];
         pos += lens[i];
     }
-    ret = nbd_send_iov(c, iov, niov);
-    return ret;
+    d->niov = niov;
+    nbd_queue_reply(d);
 }
 
 /*
@@ -1061,7 +1254,7 @@ static int nbd_sparse_chunks(const uint8_t *buf, uint64_t offset,
     return n;
 }
 
-static int coroutine_fn nbd_do_read(NBDRequestData *d)
+static void coroutine_fn nbd_do_read(NBDRequestData *d)
 {
     NBDClient *c = d->c;
     BlockBackend *blk = c->exp->common.blk;
@@ -1073,12 +1266,12 @@ static int coroutine_fn nbd_do_read(NBDRequestData *d)
     ret = blk_co_preadv(blk, d->req.offset, d->req.len, &qiov, 0);
     qiov_destroy(&qiov);
     if (!c->structured) {
-        return nbd_send_simple(c, d->req.cookie, nbd_errno_to_wire(ret),
-                               d->buf, ret < 0 ? 0 : d->req.len);
+        nbd_reply_simple(d, nbd_errno_to_wire(ret), ret < 0 ? 0 : d->req.len);
+        return;
     }
     if (ret < 0) {
-        return nbd_send_struct_error(c, d->req.cookie,
-                                     nbd_errno_to_wire(ret), "read failed");
+        nbd_reply_struct_error(d, nbd_errno_to_wire(ret), "read failed");
+        return;
     }
     lens[0] = d->req.len;
     flags[0] = 0;
@@ -1087,7 +1280,7 @@ static int coroutine_fn nbd_do_read(NBDRequestData *d)
         n = nbd_sparse_chunks(d->buf, d->req.offset, d->req.len, lens,
                               flags);
     }
-    return nbd_send_read_chunks(d, lens, flags, n);
+    nbd_reply_read_chunks(d, lens, flags, n);
 }
 
 /* Runs a valid write-like or flush command; returns 0 or -errno. */
@@ -1124,54 +1317,33 @@ static int coroutine_fn nbd_do_write_like(NBDRequestData *d)
     }
 }
 
-static void nbd_request_done(NBDRequestData *d)
-{
-    NBDClient *c = d->c;
-
-    c->in_flight--;
-    c->bytes_in_flight -= d->buf ? d->req.len : 0;
-    if (d->buf) {
-        bdrv_vfree(d->buf);
-    }
-    g_free(d);
-    co_queue_next(&c->slot_wait);
-}
-
+/* Runs one request and queues its reply; d then belongs to the send
+ * queue.  A reply that cannot be written ends the connection there. */
 static void coroutine_fn nbd_request_co(void *opaque)
 {
     NBDRequestData *d = opaque;
     NBDClient *c = d->c;
-    int ret;
 
     if (d->nbd_err) {
-        if (d->req.type == NBD_CMD_READ && c->structured) {
-            ret = nbd_send_struct_error(c, d->req.cookie, d->nbd_err,
-                                        "invalid request");
-        } else if (d->req.type == NBD_CMD_BLOCK_STATUS && c->structured) {
-            ret = nbd_send_struct_error(c, d->req.cookie, d->nbd_err,
-                                        "invalid request");
+        if ((d->req.type == NBD_CMD_READ ||
+             d->req.type == NBD_CMD_BLOCK_STATUS) && c->structured) {
+            nbd_reply_struct_error(d, d->nbd_err, "invalid request");
         } else {
-            ret = nbd_send_simple(c, d->req.cookie, d->nbd_err, NULL, 0);
+            nbd_reply_simple(d, d->nbd_err, 0);
         }
     } else if (d->req.type == NBD_CMD_READ) {
-        ret = nbd_do_read(d);
+        nbd_do_read(d);
     } else if (d->req.type == NBD_CMD_BLOCK_STATUS) {
-        ret = nbd_do_block_status(d);
+        nbd_do_block_status(d);
     } else {
-        ret = nbd_do_write_like(d);
-        ret = nbd_send_simple(c, d->req.cookie, nbd_errno_to_wire(ret),
-                              NULL, 0);
+        nbd_reply_simple(d, nbd_errno_to_wire(nbd_do_write_like(d)), 0);
     }
-    if (ret < 0 && !c->closing) {
-        /* The reply could not be sent: the stream is broken. */
-        c->closing = true;
-        shutdown(c->fd, SHUT_RDWR);
-    }
-    nbd_request_done(d);
 }
 
-/* Reads one request (and its payload) and starts its coroutine.  Returns
- * false when the connection must end. */
+/* Reads one request (and its payload) and starts its coroutine, which
+ * runs until it first waits (for linux-aio: until its iocb is queued, so
+ * all requests parsed in one go are submitted together).  Returns false
+ * when the connection must end. */
 static bool coroutine_fn nbd_co_receive_request(NBDClient *c)
 {
     NBDRequestData *d;
@@ -1199,17 +1371,11 @@ static bool coroutine_fn nbd_co_receive_request(NBDClient *c)
            c->bytes_in_flight + payload > NBD_MAX_BYTES_IN_FLIGHT) {
         co_queue_wait(&c->slot_wait, NULL);
     }
-    d = g_new0(NBDRequestData, 1);
-    d->c = c;
+    d = nbd_request_get(c, payload);
     d->req = req;
     d->nbd_err = err;
-    if (payload) {
-        d->buf = bdrv_blockalign(blk_bs(c->exp->common.blk), payload);
-    }
-    c->in_flight++;
-    c->bytes_in_flight += payload;
     if (req.type == NBD_CMD_WRITE && nbd_co_read(c, d->buf, req.len) < 0) {
-        nbd_request_done(d);
+        nbd_request_release(d);
         return false;
     }
     coroutine_enter(coroutine_create(nbd_request_co, d));
@@ -1230,7 +1396,7 @@ static void nbd_client_free_bh(void *opaque)
     nbd_server->nclients--;
     close(c->fd);
     g_free(c->rbuf);
-    g_byte_array_free(c->outq, TRUE);
+    nbd_free_requests(c);
     g_free(c);
     if (exp && --exp->nclients == 0 && exp->common.shutting_down) {
         blk_exp_clients_gone(&exp->common);
@@ -1242,6 +1408,9 @@ static void coroutine_fn nbd_client_co(void *opaque)
     NBDClient *c = opaque;
     NBDExport *exp = nbd_co_handshake(c);
 
+    /* Still in the main context: the timer can go now. */
+    timer_free(c->handshake_timer);
+    c->handshake_timer = NULL;
     if (exp) {
         c->exp = exp;
         exp->nclients++;
@@ -1253,6 +1422,7 @@ static void coroutine_fn nbd_client_co(void *opaque)
             aio_co_schedule(c->ctx, coroutine_self());
             coroutine_yield();
         }
+        c->flush_bh = aio_bh_new(c->ctx, nbd_flush_bh, c);
         while (!c->closing) {
             while (c->in_flight >= NBD_MAX_IN_FLIGHT) {
                 co_queue_wait(&c->slot_wait, NULL);
@@ -1262,9 +1432,11 @@ static void coroutine_fn nbd_client_co(void *opaque)
             }
         }
         c->closing = true;
-        while (c->in_flight > 0 || c->flush_pending) {
+        /* Every reply written or dropped: nothing refers to c now. */
+        while (c->in_flight > 0) {
             co_queue_wait(&c->slot_wait, NULL);
         }
+        bh_delete(c->flush_bh);
     }
     c->recv_waiter = c->send_waiter = NULL;
     nbd_client_update_watch(c);
@@ -1272,6 +1444,16 @@ static void coroutine_fn nbd_client_co(void *opaque)
 }
 
 /* ---- The listening socket (main context) ---- */
+
+/* The handshake took too long: end it.  The handshake coroutine sees EOF
+ * or EPIPE at its next socket operation (or at once, if it waits for the
+ * socket) and takes the normal way out. */
+static void nbd_handshake_timeout(void *opaque)
+{
+    NBDClient *c = opaque;
+
+    shutdown(c->fd, SHUT_RDWR);
+}
 
 static void nbd_accept(void *opaque)
 {
@@ -1296,12 +1478,16 @@ static void nbd_accept(void *opaque)
     c->fd = fd;
     c->ctx = aio_main_context();
     c->rbuf = g_malloc(NBD_RBUF_SIZE);
-    co_mutex_init(&c->send_lock);
-    c->outq = g_byte_array_new();
+    c->may_read = true;
     co_queue_init(&c->slot_wait);
     c->next = nbd_server->clients;
     nbd_server->clients = c;
     nbd_server->nclients++;
+    if (nbd_server->handshake_max_secs) {
+        c->handshake_timer = aio_timer_new(c->ctx, nbd_handshake_timeout, c);
+        timer_mod_ns(c->handshake_timer, clock_ns() +
+                     nbd_server->handshake_max_secs * 1000000000LL);
+    }
     coroutine_enter(coroutine_create(nbd_client_co, c));
 }
 
@@ -1371,6 +1557,14 @@ static int nbd_listen_inet(const InetSocketAddress *a, Error **errp)
 bool nbd_server_start(const SocketAddress *addr, uint32_t max_connections,
                       Error **errp)
 {
+    return nbd_server_start_with_limits(addr, max_connections,
+                                        NBD_DEFAULT_HANDSHAKE_MAX_SECS, errp);
+}
+
+bool nbd_server_start_with_limits(const SocketAddress *addr,
+                                  uint32_t max_connections,
+                                  uint32_t handshake_max_secs, Error **errp)
+{
     int fd;
 
     if (nbd_server) {
@@ -1388,6 +1582,7 @@ bool nbd_server_start(const SocketAddress *addr, uint32_t max_connections,
     nbd_server = g_new0(NBDServer, 1);
     nbd_server->fd = fd;
     nbd_server->max_connections = max_connections;
+    nbd_server->handshake_max_secs = handshake_max_secs;
     if (addr->type == SOCKET_ADDRESS_TYPE_UNIX) {
         nbd_server->unix_path = g_strdup(addr->u.q_unix.path);
     }
@@ -1430,9 +1625,15 @@ void nbd_server_stop(void)
 /* ---- QMP ---- */
 
 void qmp_nbd_server_start(SocketAddress *addr, bool has_max_connections,
-                          uint32_t max_connections, Error **errp)
+                          uint32_t max_connections,
+                          bool has_handshake_max_seconds,
+                          uint32_t handshake_max_seconds, Error **errp)
 {
-    nbd_server_start(addr, has_max_connections ? max_connections : 0, errp);
+    nbd_server_start_with_limits(addr,
+                                 has_max_connections ? max_connections : 0,
+                                 has_handshake_max_seconds ?
+                                 handshake_max_seconds :
+                                 NBD_DEFAULT_HANDSHAKE_MAX_SECS, errp);
 }
 
 void qmp_nbd_server_stop(Error **errp)

@@ -256,4 +256,22 @@ const char *nbd_cmd_name(uint16_t cmd);
 const char *nbd_reply_type_name(uint16_t type);
 const char *nbd_err_name(uint32_t nbd_error);
 
+/* ---- nbd/server.c: server limits ---- */
+
+/* A client that has not finished the handshake (NBD_OPT_GO or
+ * NBD_OPT_EXPORT_NAME) after this many seconds is dropped by default. */
+#define NBD_DEFAULT_HANDSHAKE_MAX_SECS 10
+
+typedef struct Error Error;
+typedef struct SocketAddress SocketAddress;
+
+/*
+ * nbd_server_start() (include/block/export.h) with every limit given:
+ * max_connections (0: unlimited) and handshake_max_secs (0: a client may
+ * negotiate forever).  Main thread; fails if a server is running.
+ */
+bool nbd_server_start_with_limits(const SocketAddress *addr,
+                                  uint32_t max_connections,
+                                  uint32_t handshake_max_secs, Error **errp);
+
 #endif
