@@ -25,9 +25,15 @@
  * thread with the node drained.  open may run in a coroutine (QMP
  * blockdev-add): then the handshake yields to the event loop, else it
  * polls the socket.  The state has no lock: the single owner thread is
- * the rule, send_lock only orders coroutines.  The fd handlers and timers
- * live in the context the node had at open: moving the node to another
- * context needs a driver hook the core does not have yet.
+ * the rule, send_lock only orders coroutines.  The node may move to
+ * another context (an export with iothread=); the core does not tell
+ * drivers, so the connection follows lazily: the first entry point that
+ * runs in the new context has the old one let go of the fd handler and
+ * timers and installs them here (nbd_follow_context).
+ *
+ * Block status: one query asks for the rest of the export and the
+ * extents that come back answer later calls (NBDStatusCache); callers
+ * wait for a query already in flight rather than sending their own.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -60,6 +66,14 @@
 #define NBD_CLIENT_STATUS_CACHE_NS (200 * 1000 * 1000LL)
 /* Size of the receive buffer that batches small reads (reply headers). */
 #define NBD_CLIENT_RBUF_SIZE 16384
+/* Extents kept from one block status reply (more are read and dropped). */
+#define NBD_CLIENT_STATUS_MAX_EXTENTS 256
+/* Largest chunk payloads accepted other than read data (whose length
+ * the request bounds): the length of a block status chunk is otherwise
+ * up to the server, and a hostile one could make us read gigabytes; an
+ * error chunk carries at most a 4096-byte message. */
+#define NBD_CLIENT_MAX_STATUS_CHUNK NBD_MAX_BUFFER_SIZE
+#define NBD_CLIENT_MAX_ERROR_CHUNK (6 + NBD_MAX_STRING_SIZE + 8)
 
 typedef enum NBDClientState {
     NBD_CLIENT_CONNECTED,
@@ -98,35 +112,66 @@ typedef struct NBDClientReq {
     uint32_t length;
     QIOVector *qiov;             /* READ destination */
     int ret;                     /* first error, -errno */
-    /* BLOCK_STATUS result: the first extent. */
-    bool have_extent;
-    uint32_t extent_length;
-    uint32_t extent_flags;
+    /* BLOCK_STATUS result: extents of our context from offset on, in
+     * the querying coroutine's array (n_ext of at most max_ext). */
+    struct NBDExtent *ext;
+    unsigned n_ext, max_ext;
+    bool have_status;            /* a chunk of our context came */
 } NBDClientReq;
 
+/* One extent: up to (not including) the absolute offset end. */
+typedef struct NBDExtent {
+    int64_t end;
+    uint32_t flags;              /* NBD_STATE_* */
+} NBDExtent;
+
 /*
- * The last extent the server reported.  A caller walking an image in
- * small steps (convert asks one chunk at a time) would otherwise pay a
- * round trip per step; we ask for the rest of the export once and answer
- * the following steps from here.  Any write-like request of ours drops
- * it, and it expires quickly: another client of the export may change
- * the allocation at any time, so status is always a snapshot, and this
- * keeps the snapshot young.
+ * The extents of the last block status reply.  A caller walking an image
+ * in small steps (convert asks one chunk at a time, from several
+ * coroutines) would otherwise pay a round trip per step; we ask for the
+ * rest of the export once (without REQ_ONE) and answer the following
+ * steps from here.  Any write-like request of ours drops it (status_gen
+ * tells a query that a write overlapped it), and it expires quickly:
+ * another client of the export may change the allocation at any time, so
+ * status is always a snapshot, and this keeps the snapshot young.
  */
 typedef struct NBDStatusCache {
     bool valid;
-    int64_t offset;
-    int64_t length;
-    uint32_t flags;              /* NBD_STATE_* */
+    int64_t offset;              /* start of ext[0] */
+    unsigned n;
+    NBDExtent ext[NBD_CLIENT_STATUS_MAX_EXTENTS];
     int64_t expires_ns;
 } NBDStatusCache;
 
-typedef struct BDRVNBDState {
+typedef struct BDRVNBDState BDRVNBDState;
+
+/*
+ * A timer of the connection.  The QEMUTimer belongs to s->ctx; expire_ns
+ * remembers when it is due, so that it can be re-armed in another
+ * context when the node moves (see nbd_follow_context).
+ */
+typedef struct NBDTimer {
+    QEMUTimer *timer;            /* in s->ctx; NULL while moving */
+    int64_t expire_ns;           /* 0: not armed */
+    void (*cb)(BDRVNBDState *s);
+    BDRVNBDState *s;
+} NBDTimer;
+
+struct BDRVNBDState {
     /* Options (set in open, read-only afterwards). */
     SocketAddress *saddr;        /* owned */
     char *export;                /* owned */
     uint32_t reconnect_delay;    /* seconds; 0: no reconnection */
+
+    /*
+     * The context the connection (fd handlers, timers, connection
+     * coroutine) lives in.  It lags behind the node's context after a
+     * move until nbd_follow_context runs in the new context; only that
+     * function writes it, after the old context has let go.
+     */
     AioContext *ctx;
+    bool moving;                 /* nbd_follow_context under way */
+    CoQueue move_waiters;        /* requests waiting for it */
 
     /* The connection (ctx thread). */
     int fd;                      /* -1 while disconnected */
@@ -142,28 +187,43 @@ typedef struct BDRVNBDState {
     Coroutine *recv_waiter;
     Coroutine *send_waiter;
     Coroutine *sleep_waiter;
-    QEMUTimer *sleep_timer;
-    QEMUTimer *io_timer;         /* handshake step timeout */
+    NBDTimer sleep_timer;
+    NBDTimer io_timer;           /* handshake step timeout */
     bool io_timed_out;
-    QEMUTimer *delay_timer;      /* ends the reconnect-delay window */
+    NBDTimer delay_timer;        /* ends the reconnect-delay window */
 
     CoMutex send_lock;           /* one request on the wire at a time */
     CoQueue free_slots;          /* requests waiting for a slot */
     CoQueue connect_waiters;     /* requests waiting for reconnection */
     unsigned in_flight;
     uint64_t next_seq;
-    NBDStatusCache status_cache;
+    NBDStatusCache *status_cache; /* owned */
+    uint64_t status_gen;         /* bumped by write-like requests */
+    bool status_busy;            /* a block status query is in flight */
+    int64_t status_busy_offset;  /* its offset */
+    CoQueue status_waiters;      /* queries waiting for it */
     NBDClientReq reqs[NBD_CLIENT_MAX_REQS];
-} BDRVNBDState;
+};
 
 /* ---- Waiting for the socket ---- */
+
+/*
+ * Resumes a coroutine waiting for the connection, in s->ctx.  Not
+ * aio_co_wake: the connection coroutine remembers the context it last
+ * ran in, which is the old one right after the node moved.  Called in
+ * s->ctx's thread, never from inside co.
+ */
+static void nbd_resume(BDRVNBDState *s, Coroutine *co)
+{
+    aio_co_enter(s->ctx, co);
+}
 
 static void nbd_fd_read_ready(void *opaque)
 {
     BDRVNBDState *s = opaque;
 
     if (s->recv_waiter) {
-        aio_co_wake(s->recv_waiter);
+        nbd_resume(s, s->recv_waiter);
     }
 }
 
@@ -172,8 +232,57 @@ static void nbd_fd_write_ready(void *opaque)
     BDRVNBDState *s = opaque;
 
     if (s->send_waiter) {
-        aio_co_wake(s->send_waiter);
+        nbd_resume(s, s->send_waiter);
     }
+}
+
+/* ---- Timers ---- */
+
+static void nbd_timer_fire(void *opaque)
+{
+    NBDTimer *t = opaque;
+
+    t->expire_ns = 0;
+    t->cb(t->s);
+}
+
+/* Creates t's QEMUTimer in ctx, armed again if it was (ctx's thread). */
+static void nbd_timer_attach(NBDTimer *t, AioContext *ctx)
+{
+    t->timer = aio_timer_new(ctx, nbd_timer_fire, t);
+    if (t->expire_ns) {
+        timer_mod_ns(t->timer, t->expire_ns);
+    }
+}
+
+/* Frees t's QEMUTimer; expire_ns stays for nbd_timer_attach (the
+ * timer's old context's thread). */
+static void nbd_timer_detach(NBDTimer *t)
+{
+    timer_free(t->timer);
+    t->timer = NULL;
+}
+
+static void nbd_timer_init(NBDTimer *t, BDRVNBDState *s,
+                           void (*cb)(BDRVNBDState *s))
+{
+    t->cb = cb;
+    t->s = s;
+    t->expire_ns = 0;
+    nbd_timer_attach(t, s->ctx);
+}
+
+/* Arms t to fire ns from now. */
+static void nbd_timer_arm(NBDTimer *t, int64_t ns)
+{
+    t->expire_ns = clock_ns() + ns;
+    timer_mod_ns(t->timer, t->expire_ns);
+}
+
+static void nbd_timer_stop(NBDTimer *t)
+{
+    t->expire_ns = 0;
+    timer_del(t->timer);
 }
 
 /* Installs the handlers the current waiters need.  While the receive
@@ -218,8 +327,8 @@ static int nbd_wait_fd(BDRVNBDState *s, bool write)
      * that found the socket full. */
     if (!s->rx_active) {
         s->io_timed_out = false;
-        timer_mod_ns(s->io_timer, clock_ns() +
-                     NBD_CLIENT_HANDSHAKE_TIMEOUT_MS * 1000000LL);
+        nbd_timer_arm(&s->io_timer,
+                      NBD_CLIENT_HANDSHAKE_TIMEOUT_MS * 1000000LL);
     }
     if (write) {
         s->send_waiter = coroutine_self();
@@ -234,7 +343,7 @@ static int nbd_wait_fd(BDRVNBDState *s, bool write)
         s->recv_waiter = NULL;
     }
     nbd_update_fd_handlers(s);
-    timer_del(s->io_timer);
+    nbd_timer_stop(&s->io_timer);
     if (s->io_timed_out) {
         s->io_timed_out = false;
         return -ETIMEDOUT;
@@ -242,15 +351,13 @@ static int nbd_wait_fd(BDRVNBDState *s, bool write)
     return s->closing ? -ECONNABORTED : 0;
 }
 
-static void nbd_io_timer_cb(void *opaque)
+static void nbd_io_timer_cb(BDRVNBDState *s)
 {
-    BDRVNBDState *s = opaque;
-
     Coroutine *co = s->recv_waiter ? s->recv_waiter : s->send_waiter;
 
     if (co) {
         s->io_timed_out = true;
-        aio_co_wake(co);
+        nbd_resume(s, co);
     }
 }
 
@@ -258,24 +365,72 @@ static void nbd_io_timer_cb(void *opaque)
 static void nbd_kick_waiters(BDRVNBDState *s)
 {
     if (s->recv_waiter) {
-        aio_co_wake(s->recv_waiter);
+        nbd_resume(s, s->recv_waiter);
     }
     if (s->send_waiter) {
-        aio_co_wake(s->send_waiter);
+        nbd_resume(s, s->send_waiter);
     }
     if (s->sleep_waiter) {
-        timer_del(s->sleep_timer);
-        aio_co_wake(s->sleep_waiter);
+        nbd_timer_stop(&s->sleep_timer);
+        nbd_resume(s, s->sleep_waiter);
     }
 }
 
 /* ---- Raw socket I/O ---- */
 
+/* Advances iov (niov entries) past n bytes it received. */
+static void nbd_iov_advance(struct iovec **iov, int *niov, size_t n)
+{
+    while (n > 0) {
+        size_t k = MIN(n, (*iov)->iov_len);
+
+        (*iov)->iov_base = (uint8_t *)(*iov)->iov_base + k;
+        (*iov)->iov_len -= k;
+        n -= k;
+        if ((*iov)->iov_len == 0) {
+            (*iov)++;
+            (*niov)--;
+        }
+    }
+}
+
+/*
+ * A long read straight into the destination, with the receive buffer as
+ * one more iovec behind it: what follows the payload (the next replies'
+ * headers) comes in with the same syscall.  Returns what readv returns;
+ * payload bytes are accounted in iov/niov/len, the rest is in rbuf.
+ */
+static ssize_t nbd_readv_direct(BDRVNBDState *s, struct iovec **iov,
+                                int *niov, size_t *len)
+{
+    struct iovec local[65];
+    int cnt = MIN(*niov, IOV_MAX - 1);
+    ssize_t n;
+
+    if (cnt < (int)G_N_ELEMENTS(local)) {
+        memcpy(local, *iov, cnt * sizeof(*local));
+        local[cnt].iov_base = s->rbuf;
+        local[cnt].iov_len = NBD_CLIENT_RBUF_SIZE;
+        n = readv(s->fd, local, cnt + 1);
+    } else {
+        n = readv(s->fd, *iov, cnt);
+    }
+    if (n > 0) {
+        size_t payload = MIN((size_t)n, *len);
+
+        nbd_iov_advance(iov, niov, payload);
+        *len -= payload;
+        s->rpos = 0;
+        s->rlen = n - payload;
+    }
+    return n;
+}
+
 /*
  * Reads exactly len bytes into iov (consumed: iov is modified).  The
  * receive buffer is drained first; short reads are topped up into it,
- * long ones go straight into the destination.  Returns 0, -EPIPE at end
- * of stream, -errno.
+ * long ones go straight into the destination (and what follows into the
+ * buffer).  Returns 0, -EPIPE at end of stream, -errno.
  */
 static int nbd_read_iov(BDRVNBDState *s, struct iovec *iov, int niov,
                         size_t len)
@@ -305,22 +460,8 @@ static int nbd_read_iov(BDRVNBDState *s, struct iovec *iov, int niov,
                 continue;
             }
         } else {
-            n = readv(s->fd, iov, MIN(niov, IOV_MAX));
+            n = nbd_readv_direct(s, &iov, &niov, &len);
             if (n > 0) {
-                size_t left = n;
-
-                len -= n;
-                while (left > 0) {
-                    size_t k = MIN(left, iov->iov_len);
-
-                    iov->iov_base = (uint8_t *)iov->iov_base + k;
-                    iov->iov_len -= k;
-                    left -= k;
-                    if (iov->iov_len == 0) {
-                        iov++;
-                        niov--;
-                    }
-                }
                 continue;
             }
         }
@@ -924,26 +1065,49 @@ static int nbd_recv_read_chunk(BDRVNBDState *s, NBDClientReq *req,
     return nbd_read_qiov(s, req->qiov, off - req->offset, n);
 }
 
-/* BLOCK_STATUS chunk: keeps the first extent of our context. */
+/*
+ * BLOCK_STATUS chunk: keeps the extents of our context (of the first
+ * such chunk) that lie in the request, clipped to it, up to the
+ * request's array size; the rest is read and dropped.  An extent of
+ * length zero ends the list.
+ */
 static int nbd_recv_status_chunk(BDRVNBDState *s, NBDClientReq *req,
                                  uint32_t len)
 {
-    uint8_t buf[12];
+    uint8_t buf[8];
+    uint32_t left = len - 4;
+    int64_t pos = req->offset, end = req->offset + req->length;
+    bool ours;
     int r;
 
-    if (req->type != NBD_CMD_BLOCK_STATUS || len < 12 || (len - 4) % 8) {
+    if (req->type != NBD_CMD_BLOCK_STATUS || len < 12 || (len - 4) % 8 ||
+        len > NBD_CLIENT_MAX_STATUS_CHUNK) {
         return -EPROTO;
     }
-    r = nbd_read(s, buf, 12);
+    r = nbd_read(s, buf, 4);
     if (r < 0) {
         return r;
     }
-    if (nbd_get_u32(buf) == s->info.context_id && !req->have_extent) {
-        req->have_extent = true;
-        req->extent_length = nbd_get_u32(buf + 4);
-        req->extent_flags = nbd_get_u32(buf + 8);
+    ours = nbd_get_u32(buf) == s->info.context_id && !req->have_status;
+    req->have_status |= ours;
+    for (; left > 0; left -= 8) {
+        uint32_t n;
+
+        r = nbd_read(s, buf, 8);
+        if (r < 0) {
+            return r;
+        }
+        n = nbd_get_u32(buf);
+        if (!ours || n == 0 || pos >= end || req->n_ext == req->max_ext) {
+            ours = false;
+            continue;
+        }
+        pos = MIN(end, pos + n);
+        req->ext[req->n_ext++] = (NBDExtent) {
+            .end = pos, .flags = nbd_get_u32(buf + 4),
+        };
     }
-    return nbd_skip(s, len - 12);
+    return 0;
 }
 
 /* An error chunk: records the error in the request. */
@@ -953,7 +1117,7 @@ static int nbd_recv_error_chunk(BDRVNBDState *s, NBDClientReq *req,
     uint8_t buf[6];
     int r;
 
-    if (len < 6) {
+    if (len < 6 || len > NBD_CLIENT_MAX_ERROR_CHUNK) {
         return -EPROTO;
     }
     r = nbd_read(s, buf, sizeof(buf));
@@ -1064,20 +1228,16 @@ static int nbd_receive_loop(BDRVNBDState *s)
 
 /* ---- The connection coroutine ---- */
 
-static void nbd_sleep_timer_cb(void *opaque)
+static void nbd_sleep_timer_cb(BDRVNBDState *s)
 {
-    BDRVNBDState *s = opaque;
-
     if (s->sleep_waiter) {
-        aio_co_wake(s->sleep_waiter);
+        nbd_resume(s, s->sleep_waiter);
     }
 }
 
 /* Ends the reconnect-delay window: waiting requests fail now. */
-static void nbd_delay_timer_cb(void *opaque)
+static void nbd_delay_timer_cb(BDRVNBDState *s)
 {
-    BDRVNBDState *s = opaque;
-
     if (s->state == NBD_CLIENT_CONNECTING_WAIT) {
         s->state = NBD_CLIENT_CONNECTING_NOWAIT;
         co_queue_restart_all(&s->connect_waiters);
@@ -1087,11 +1247,11 @@ static void nbd_delay_timer_cb(void *opaque)
 /* Sleeps ns unless close() wakes us first. */
 static void coroutine_fn nbd_co_sleep(BDRVNBDState *s, int64_t ns)
 {
-    timer_mod_ns(s->sleep_timer, clock_ns() + ns);
+    nbd_timer_arm(&s->sleep_timer, ns);
     s->sleep_waiter = coroutine_self();
     coroutine_yield();
     s->sleep_waiter = NULL;
-    timer_del(s->sleep_timer);
+    nbd_timer_stop(&s->sleep_timer);
 }
 
 /* Best effort: tells the server we leave (no reply is sent to DISC). */
@@ -1113,12 +1273,11 @@ static void coroutine_fn nbd_teardown(BDRVNBDState *s)
     s->state = s->closing || !s->reconnect_delay ? NBD_CLIENT_QUIT
                                                  : NBD_CLIENT_CONNECTING_WAIT;
     if (s->state == NBD_CLIENT_CONNECTING_WAIT) {
-        timer_mod_ns(s->delay_timer,
-                     clock_ns() + s->reconnect_delay * 1000000000LL);
+        nbd_timer_arm(&s->delay_timer, s->reconnect_delay * 1000000000LL);
     }
     shutdown(s->fd, SHUT_RDWR);
     if (s->send_waiter) {
-        aio_co_wake(s->send_waiter);
+        nbd_resume(s, s->send_waiter);
     }
     co_mutex_lock(&s->send_lock);
     s->rx_active = false;
@@ -1131,7 +1290,7 @@ static void coroutine_fn nbd_teardown(BDRVNBDState *s)
             nbd_req_complete(&s->reqs[i], -EIO);
         }
     }
-    s->status_cache.valid = false;
+    s->status_cache->valid = false;
 }
 
 /* Tries to get the connection back, as long as the node is open. */
@@ -1173,7 +1332,7 @@ static void coroutine_fn nbd_reconnect(BDRVNBDState *s)
         /* Transmission from now on: the waiters we wake may send at once. */
         s->rx_active = true;
         nbd_update_fd_handlers(s);
-        timer_del(s->delay_timer);
+        nbd_timer_stop(&s->delay_timer);
         co_queue_restart_all(&s->connect_waiters);
         return;
     }
@@ -1197,6 +1356,74 @@ static void coroutine_fn nbd_connection_entry(void *opaque)
     }
     s->conn_co = NULL;
     aio_notify(s->ctx);
+}
+
+/* ---- Following the node to another context ---- */
+
+/*
+ * Runs in the connection's old context (in its thread, so nothing of
+ * ours runs there meanwhile): removes the fd handler and frees the
+ * timers.  The connection coroutine stays suspended where it was; the
+ * waiter fields and the timers' due times say what it waits for.
+ */
+static void coroutine_fn nbd_detach_co(void *opaque)
+{
+    BDRVNBDState *s = opaque;
+
+    if (s->fd >= 0) {
+        aio_set_fd_handler(s->ctx, s->fd, NULL, NULL, NULL);
+    }
+    nbd_timer_detach(&s->sleep_timer);
+    nbd_timer_detach(&s->delay_timer);
+    nbd_timer_detach(&s->io_timer);
+}
+
+/* Installs in ctx (the caller's) what nbd_detach_co removed. */
+static void nbd_attach(BDRVNBDState *s, AioContext *ctx)
+{
+    s->ctx = ctx;
+    nbd_timer_attach(&s->sleep_timer, ctx);
+    nbd_timer_attach(&s->delay_timer, ctx);
+    nbd_timer_attach(&s->io_timer, ctx);
+    if (s->fd >= 0 && (s->rx_active || s->recv_waiter || s->send_waiter)) {
+        nbd_update_fd_handlers(s);
+    }
+}
+
+/*
+ * The core moves a node's tree to another context (an export with
+ * iothread=) with the tree drained and without telling the driver.  So
+ * every entry point calls this first, in the node's (new) context: if
+ * the connection still lives in the old context, the old context's
+ * thread lets go of it (nbd_detach_co, run there while we wait) and we
+ * take it over here.  Being drained, no request of ours is in flight;
+ * the connection coroutine is parked waiting for the socket or a timer
+ * (the old context may have run it meanwhile, e.g. on a disconnect:
+ * that is fine, it was still its owner).  Later requests that arrive
+ * while one of them moves the connection wait for it.  Runs in a
+ * request coroutine, or in close() (main thread, outside coroutines).
+ */
+static void nbd_follow_context(BlockDriverState *bs)
+{
+    BDRVNBDState *s = bs->opaque;
+    AioContext *ctx = bdrv_get_aio_context(bs);
+
+    if (G_LIKELY(s->ctx == ctx)) {
+        return;
+    }
+    if (s->moving) {
+        /* Only a coroutine can find another one half-way: close()
+         * runs drained. */
+        while (s->moving) {
+            co_queue_wait(&s->move_waiters, NULL);
+        }
+        return;
+    }
+    s->moving = true;
+    aio_run_in_context(s->ctx, nbd_detach_co, s);
+    nbd_attach(s, ctx);
+    s->moving = false;
+    co_queue_restart_all(&s->move_waiters);
 }
 
 /* ---- Request coroutines ---- */
@@ -1283,19 +1510,22 @@ static int coroutine_fn nbd_send_request(BDRVNBDState *s, NBDClientReq *req,
 
 /*
  * Runs one command to completion: slot, send, wait for the reply.
- * For READ, qiov receives the data; for WRITE it is the payload.  out
- * (may be NULL) gets a copy of the finished slot (block status).
+ * For READ, qiov receives the data; for WRITE it is the payload.  For
+ * BLOCK_STATUS, status (else NULL) brings the extent array (ext,
+ * max_ext) and gets n_ext and have_status back.
  */
 static int coroutine_fn nbd_co_request(BlockDriverState *bs, uint16_t type,
                                        uint16_t flags, uint64_t offset,
                                        uint32_t length, QIOVector *qiov,
-                                       NBDClientReq *out)
+                                       NBDClientReq *status)
 {
     BDRVNBDState *s = bs->opaque;
-    NBDClientReq *req = nbd_get_slot(s);
+    NBDClientReq *req;
     bool changes_status;
     int r;
 
+    nbd_follow_context(bs);
+    req = nbd_get_slot(s);
     if (!req) {
         return -EIO;
     }
@@ -1303,10 +1533,15 @@ static int coroutine_fn nbd_co_request(BlockDriverState *bs, uint16_t type,
     req->offset = offset;
     req->length = length;
     req->qiov = type == NBD_CMD_READ ? qiov : NULL;
+    if (status) {
+        req->ext = status->ext;
+        req->max_ext = status->max_ext;
+    }
     changes_status = type == NBD_CMD_WRITE || type == NBD_CMD_WRITE_ZEROES ||
                      type == NBD_CMD_TRIM;
     if (changes_status) {
-        s->status_cache.valid = false;
+        s->status_cache->valid = false;
+        s->status_gen++;
     }
     r = nbd_send_request(s, req, flags, type == NBD_CMD_WRITE ? qiov : NULL);
     if (r == 0) {
@@ -1319,10 +1554,12 @@ static int coroutine_fn nbd_co_request(BlockDriverState *bs, uint16_t type,
     }
     if (changes_status) {
         /* A status query answered while we were writing may predate it. */
-        s->status_cache.valid = false;
+        s->status_cache->valid = false;
+        s->status_gen++;
     }
-    if (out) {
-        *out = *req;
+    if (status) {
+        status->n_ext = req->n_ext;
+        status->have_status = req->have_status;
     }
     nbd_put_slot(s, req);
     return r;
@@ -1351,6 +1588,7 @@ static int coroutine_fn nbd_co_pwrite_zeroes(BlockDriverState *bs,
     BDRVNBDState *s = bs->opaque;
     uint16_t f = 0;
 
+    nbd_follow_context(bs);
     if (!(s->info.flags & NBD_FLAG_SEND_WRITE_ZEROES)) {
         return -ENOTSUP;
     }
@@ -1375,6 +1613,7 @@ static int coroutine_fn nbd_co_pdiscard(BlockDriverState *bs, int64_t offset,
 {
     BDRVNBDState *s = bs->opaque;
 
+    nbd_follow_context(bs);
     if (!(s->info.flags & NBD_FLAG_SEND_TRIM)) {
         return -ENOTSUP;
     }
@@ -1385,45 +1624,86 @@ static int coroutine_fn nbd_co_flush(BlockDriverState *bs)
 {
     BDRVNBDState *s = bs->opaque;
 
+    nbd_follow_context(bs);
     if (!(s->info.flags & NBD_FLAG_SEND_FLUSH)) {
         return 0;
     }
     return nbd_co_request(bs, NBD_CMD_FLUSH, 0, 0, 0, NULL, NULL);
 }
 
-/* Asks the server for the first extent from offset, looking as far as
- * the end of the export, into the status cache. */
+/* The extent of c that holds offset, or NULL (not cached, expired). */
+static const NBDExtent *nbd_status_lookup(const NBDStatusCache *c,
+                                          int64_t offset)
+{
+    unsigned lo = 0, hi;
+
+    if (!c->valid || offset < c->offset || offset >= c->ext[c->n - 1].end ||
+        clock_ns() >= c->expires_ns) {
+        return NULL;
+    }
+    hi = c->n - 1;
+    while (lo < hi) {
+        unsigned mid = lo + (hi - lo) / 2;
+
+        if (c->ext[mid].end <= offset) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return &c->ext[lo];
+}
+
+/*
+ * Asks the server for the extents from offset to the end of the export
+ * (as far as one request reaches); *first gets the one at offset.  The
+ * answer replaces the cache unless a write of ours overlapped the query.
+ * While it is in flight, callers asking at or after offset wait for it
+ * (status_waiters) instead of asking too.
+ */
 static int coroutine_fn nbd_query_status(BlockDriverState *bs,
-                                         int64_t offset)
+                                         int64_t offset, NBDExtent *first)
 {
     BDRVNBDState *s = bs->opaque;
-    NBDClientReq rep;
+    g_autofree NBDStatusCache *fresh = g_new0(NBDStatusCache, 1);
+    NBDClientReq q = { .ext = fresh->ext,
+                       .max_ext = NBD_CLIENT_STATUS_MAX_EXTENTS };
     int64_t len = MIN((int64_t)s->info.size - offset, BDRV_REQUEST_MAX_BYTES);
+    uint64_t gen = s->status_gen;
+    bool leader = !s->status_busy;
     int r;
 
     if (len > s->info.min_block) {
         len -= len % s->info.min_block;
     }
-    r = nbd_co_request(bs, NBD_CMD_BLOCK_STATUS, NBD_CMD_FLAG_REQ_ONE,
-                       offset, len, NULL, &rep);
-    if (r < 0) {
-        return r;
+    if (leader) {
+        s->status_busy = true;
+        s->status_busy_offset = offset;
     }
-    if (!rep.have_extent || rep.extent_length == 0) {
-        return -EIO;
+    r = nbd_co_request(bs, NBD_CMD_BLOCK_STATUS, 0, offset, len, NULL, &q);
+    if (r == 0 && (!q.have_status || q.n_ext == 0)) {
+        r = -EIO;
     }
-    s->status_cache = (NBDStatusCache) {
-        .valid = true,
-        .offset = offset,
-        .length = MIN((int64_t)rep.extent_length, len),
-        .flags = rep.extent_flags,
-        .expires_ns = clock_ns() + NBD_CLIENT_STATUS_CACHE_NS,
-    };
-    return 0;
+    if (r == 0) {
+        *first = fresh->ext[0];
+        if (gen == s->status_gen) {
+            fresh->valid = true;
+            fresh->offset = offset;
+            fresh->n = q.n_ext;
+            fresh->expires_ns = clock_ns() + NBD_CLIENT_STATUS_CACHE_NS;
+            g_free(s->status_cache);
+            s->status_cache = g_steal_pointer(&fresh);
+        }
+    }
+    if (leader) {
+        s->status_busy = false;
+        co_queue_restart_all(&s->status_waiters);
+    }
+    return r;
 }
 
 /*
- * Mapping mode asks the server (base:allocation, the first extent);
+ * Mapping mode asks the server (base:allocation), through the cache;
  * allocation mode and servers without the context report data.  The
  * map is the offset itself: the node is its own storage, as for file.
  */
@@ -1434,27 +1714,37 @@ static int coroutine_fn nbd_co_block_status(BlockDriverState *bs,
                                             BlockDriverState **file)
 {
     BDRVNBDState *s = bs->opaque;
-    NBDStatusCache *c;
-    int r;
+    const NBDExtent *e;
+    NBDExtent one;
 
+    nbd_follow_context(bs);
     *map = offset;
     *file = bs;
     if (!want_zero || !s->info.base_allocation) {
         *pnum = bytes;
         return BDRV_BLOCK_DATA | BDRV_BLOCK_OFFSET_VALID;
     }
-    c = &s->status_cache;
-    if (!c->valid || offset < c->offset || offset >= c->offset + c->length ||
-        clock_ns() >= c->expires_ns) {
-        r = nbd_query_status(bs, offset);
+    for (;;) {
+        e = nbd_status_lookup(s->status_cache, offset);
+        if (e) {
+            break;
+        }
+        if (s->status_busy && s->status_busy_offset <= offset) {
+            co_queue_wait(&s->status_waiters, NULL);
+            continue;
+        }
+        int r = nbd_query_status(bs, offset, &one);
+
         if (r < 0) {
             return r;
         }
+        e = &one;
+        break;
     }
-    *pnum = MIN(c->offset + c->length - offset, bytes);
+    *pnum = MIN(e->end - offset, bytes);
     return BDRV_BLOCK_OFFSET_VALID |
-           ((c->flags & NBD_STATE_HOLE) ? 0 : BDRV_BLOCK_DATA) |
-           ((c->flags & NBD_STATE_ZERO) ? BDRV_BLOCK_ZERO : 0);
+           ((e->flags & NBD_STATE_HOLE) ? 0 : BDRV_BLOCK_DATA) |
+           ((e->flags & NBD_STATE_ZERO) ? BDRV_BLOCK_ZERO : 0);
 }
 
 static int64_t nbd_getlength(BlockDriverState *bs)
@@ -1554,15 +1844,10 @@ static void nbd_free_state(BDRVNBDState *s)
     qapi_free_SocketAddress(s->saddr);
     g_free(s->export);
     g_free(s->rbuf);
-    if (s->sleep_timer) {
-        timer_free(s->sleep_timer);
-    }
-    if (s->delay_timer) {
-        timer_free(s->delay_timer);
-    }
-    if (s->io_timer) {
-        timer_free(s->io_timer);
-    }
+    g_free(s->status_cache);
+    timer_free(s->sleep_timer.timer);
+    timer_free(s->delay_timer.timer);
+    timer_free(s->io_timer.timer);
 }
 
 static int nbd_open(BlockDriverState *bs, const BlockdevOptions *opts,
@@ -1577,9 +1862,10 @@ static int nbd_open(BlockDriverState *bs, const BlockdevOptions *opts,
     s->export = g_strdup(o->export ? o->export : "");
     s->reconnect_delay = o->has_reconnect_delay ? o->reconnect_delay : 0;
     s->rbuf = g_malloc(NBD_CLIENT_RBUF_SIZE);
-    s->sleep_timer = aio_timer_new(s->ctx, nbd_sleep_timer_cb, s);
-    s->delay_timer = aio_timer_new(s->ctx, nbd_delay_timer_cb, s);
-    s->io_timer = aio_timer_new(s->ctx, nbd_io_timer_cb, s);
+    s->status_cache = g_new0(NBDStatusCache, 1);
+    nbd_timer_init(&s->sleep_timer, s, nbd_sleep_timer_cb);
+    nbd_timer_init(&s->delay_timer, s, nbd_delay_timer_cb);
+    nbd_timer_init(&s->io_timer, s, nbd_io_timer_cb);
     if (strlen(s->export) > 4096) {
         error_setg(errp, "NBD export name is longer than 4096 bytes");
         nbd_free_state(s);
@@ -1601,6 +1887,8 @@ static int nbd_open(BlockDriverState *bs, const BlockdevOptions *opts,
     co_mutex_init(&s->send_lock);
     co_queue_init(&s->free_slots);
     co_queue_init(&s->connect_waiters);
+    co_queue_init(&s->move_waiters);
+    co_queue_init(&s->status_waiters);
     nbd_set_limits(bs);
     bs->filename = nbd_filename(s);
     s->conn_co = coroutine_create(nbd_connection_entry, s);
@@ -1614,8 +1902,9 @@ static void nbd_close(BlockDriverState *bs)
 {
     BDRVNBDState *s = bs->opaque;
 
+    nbd_follow_context(bs);
     s->closing = true;
-    timer_del(s->delay_timer);
+    nbd_timer_stop(&s->delay_timer);
     co_queue_restart_all(&s->connect_waiters);
     nbd_kick_waiters(s);
     AIO_WAIT_WHILE(s->ctx, s->conn_co != NULL);
@@ -1754,19 +2043,6 @@ bool nbd_uri_to_options(const char *uri, BlockdevOptions *opts, Error **errp)
     return true;
 }
 
-/*
- * The connection's fd handler, timers and reader coroutine live in the
- * context the node was opened in (s->ctx); moving them is not written
- * yet, so the node stays where it was opened.
- */
-static bool nbd_can_change_aio_context(BlockDriverState *bs, AioContext *ctx,
-                                       Error **errp)
-{
-    error_setg(errp, "Node '%s' (driver nbd) cannot move to another "
-               "iothread yet", bdrv_get_node_name(bs));
-    return false;
-}
-
 const BlockDriver bdrv_nbd = {
     .format_name = "nbd",
     .driver = BLOCKDEV_DRIVER_NBD,
@@ -1781,5 +2057,4 @@ const BlockDriver bdrv_nbd = {
     .co_pdiscard = nbd_co_pdiscard,
     .co_flush = nbd_co_flush,
     .co_block_status = nbd_co_block_status,
-    .can_change_aio_context = nbd_can_change_aio_context,
 };

@@ -3,9 +3,10 @@
  * API: the URI shorthand (nbd_uri_to_options, good and bad URIs), and,
  * against a real qemu-nbd when installed, the node's size and limits,
  * block status in mapping mode before and after writes (the driver keeps
- * the last extent; a write of ours must drop it), allocation mode,
- * pipelined requests from many coroutines, and -EIO once the server is
- * gone.
+ * the extents of the last answer; a write of ours must drop them), many
+ * extents in one answer, concurrent queries, allocation mode,
+ * pipelined requests from many coroutines, -EIO once the server is
+ * gone, and the node moving to an iothread and back with its connection.
  */
 #include <errno.h>
 #include <signal.h>
@@ -263,6 +264,121 @@ static void test_status_after_write(void)
     server_free(&srv);
 }
 
+/* Data at PIECES pieces of PIECE_LEN, one every PIECE_STRIDE: a reply to
+ * one block status query holds many extents. */
+#define PIECES 12
+#define PIECE_LEN (64 * KiB)
+#define PIECE_STRIDE (320 * KiB)
+
+static void write_pieces(BlockDriverState *bs)
+{
+    g_autofree uint8_t *buf = g_malloc(PIECE_LEN);
+
+    memset(buf, 0x6c, PIECE_LEN);
+    for (int i = 0; i < PIECES; i++) {
+        g_assert_cmpint(bdrv_pwrite(bs, (int64_t)i * PIECE_STRIDE + 4 * KiB,
+                                    PIECE_LEN, buf, 0), ==, 0);
+    }
+}
+
+/* What write_pieces left at offset: BDRV_BLOCK_DATA or ZERO, and how far
+ * it goes on. */
+static int expected_at(int64_t offset, int64_t *len)
+{
+    int64_t in = offset % PIECE_STRIDE, base = offset - in;
+    int64_t end;
+    bool data = offset < (int64_t)PIECES * PIECE_STRIDE &&
+                in >= 4 * KiB && in < 4 * KiB + PIECE_LEN;
+
+    if (data) {
+        end = base + 4 * KiB + PIECE_LEN;
+    } else if (in < 4 * KiB && offset < (int64_t)PIECES * PIECE_STRIDE) {
+        end = base + 4 * KiB;
+    } else if (base + PIECE_STRIDE + 4 * KiB <=
+               (int64_t)(PIECES - 1) * PIECE_STRIDE + 4 * KiB) {
+        end = base + PIECE_STRIDE + 4 * KiB;
+    } else {
+        end = IMG_SIZE;
+    }
+    *len = end - offset;
+    return data ? BDRV_BLOCK_DATA : BDRV_BLOCK_ZERO;
+}
+
+/* Walks the image in 16k steps and at odd offsets: every answer (the
+ * first from the server, most from the extents it sent along) is right. */
+static void test_status_many_extents(void)
+{
+    Server srv = { 0 };
+    BlockDriverState *bs;
+
+    if (!server_start(&srv)) {
+        return;
+    }
+    bs = open_nbd(&srv);
+    write_pieces(bs);
+    for (int64_t off = 0; off < IMG_SIZE; off += 16 * KiB - 512) {
+        int64_t pnum, want_len;
+        int want = expected_at(off, &want_len);
+
+        g_assert_cmpint(status_at(bs, off, &pnum), ==, want);
+        g_assert_cmpint(pnum, ==, want_len);
+    }
+    bdrv_unref(bs);
+    server_free(&srv);
+}
+
+/* Block status from many coroutines at once: queries in flight are
+ * shared, and every caller still gets the answer for its own offset. */
+typedef struct StatusCo {
+    BlockDriverState *bs;
+    int64_t offset;
+    int ret;
+    int64_t pnum;
+    int *running;
+} StatusCo;
+
+static void coroutine_fn status_co(void *opaque)
+{
+    StatusCo *c = opaque;
+
+    c->ret = bdrv_co_block_status(c->bs, true, c->offset,
+                                  IMG_SIZE - c->offset, &c->pnum, NULL, NULL);
+    (*c->running)--;
+}
+
+static void test_status_concurrent(void)
+{
+    Server srv = { 0 };
+    BlockDriverState *bs;
+    StatusCo cos[32];
+    int running = G_N_ELEMENTS(cos);
+
+    if (!server_start(&srv)) {
+        return;
+    }
+    bs = open_nbd(&srv);
+    write_pieces(bs);
+    for (size_t i = 0; i < G_N_ELEMENTS(cos); i++) {
+        cos[i] = (StatusCo) { .bs = bs, .offset = i * 123 * KiB,
+                              .running = &running };
+        coroutine_enter(coroutine_create(status_co, &cos[i]));
+    }
+    while (running > 0) {
+        aio_poll(aio_main_context(), true);
+    }
+    for (size_t i = 0; i < G_N_ELEMENTS(cos); i++) {
+        int64_t want_len;
+        int want = expected_at(cos[i].offset, &want_len);
+
+        g_assert_cmpint(cos[i].ret, >=, 0);
+        g_assert_cmpint(cos[i].ret & (BDRV_BLOCK_DATA | BDRV_BLOCK_ZERO), ==,
+                        want);
+        g_assert_cmpint(cos[i].pnum, ==, want_len);
+    }
+    bdrv_unref(bs);
+    server_free(&srv);
+}
+
 /* Many requests in flight on the one connection. */
 typedef struct Pipe {
     BlockDriverState *bs;
@@ -321,6 +437,94 @@ static void test_pipelined(void)
     server_free(&srv);
 }
 
+/* I/O on the node from a coroutine in the node's (current) context. */
+typedef struct CtxIo {
+    BlockDriverState *bs;
+    int64_t offset;
+    uint8_t fill;                /* written, then read back and checked */
+    int ret;
+} CtxIo;
+
+static void coroutine_fn ctx_io_co(void *opaque)
+{
+    CtxIo *c = opaque;
+    g_autofree uint8_t *buf = g_malloc(64 * KiB);
+    QIOVector qiov;
+
+    memset(buf, c->fill, 64 * KiB);
+    qiov_init_buf(&qiov, buf, 64 * KiB);
+    c->ret = bdrv_co_pwritev(c->bs, c->offset, 64 * KiB, &qiov, 0);
+    if (c->ret == 0) {
+        memset(buf, 0, 64 * KiB);
+        c->ret = bdrv_co_preadv(c->bs, c->offset, 64 * KiB, &qiov, 0);
+    }
+    for (int i = 0; c->ret == 0 && i < 64 * KiB; i++) {
+        if (buf[i] != c->fill) {
+            c->ret = -EILSEQ;
+        }
+    }
+    qiov_destroy(&qiov);
+}
+
+static int io_in_node_ctx(BlockDriverState *bs, int64_t offset, uint8_t fill)
+{
+    CtxIo c = { .bs = bs, .offset = offset, .fill = fill };
+
+    aio_run_in_context(bdrv_get_aio_context(bs), ctx_io_co, &c);
+    return c.ret;
+}
+
+/*
+ * The node moves to an iothread and back; its connection follows it: I/O
+ * in the iothread, back in the main thread, a move there and back with
+ * no I/O in between, close after a move back without I/O (the close
+ * takes the connection over from the iothread), and a server that dies
+ * while the node is in the iothread.
+ */
+static void test_iothread(void)
+{
+    Server srv = { 0 };
+    BlockDriverState *bs;
+    IOThread *t;
+    AioContext *io, *main_ctx = aio_main_context();
+    Error *err = NULL;
+
+    if (!server_start(&srv)) {
+        return;
+    }
+    t = iothread_create("nbd-io0", &err);
+    g_assert_nonnull(t);
+    io = iothread_get_aio_context(t);
+    bs = open_nbd(&srv);
+
+    g_assert_true(bdrv_try_change_aio_context(bs, io, NULL, &err));
+    g_assert_true(bdrv_get_aio_context(bs) == io);
+    g_assert_cmpint(io_in_node_ctx(bs, 0, 0x31), ==, 0);
+    g_assert_cmpint(io_in_node_ctx(bs, 64 * KiB, 0x32), ==, 0);
+    g_assert_true(bdrv_try_change_aio_context(bs, main_ctx, NULL, &err));
+    g_assert_cmpint(io_in_node_ctx(bs, 128 * KiB, 0x33), ==, 0);
+
+    g_assert_true(bdrv_try_change_aio_context(bs, io, NULL, &err));
+    g_assert_true(bdrv_try_change_aio_context(bs, main_ctx, NULL, &err));
+    g_assert_cmpint(io_in_node_ctx(bs, 0, 0x34), ==, 0);
+
+    g_assert_true(bdrv_try_change_aio_context(bs, io, NULL, &err));
+    g_assert_cmpint(io_in_node_ctx(bs, 0, 0x35), ==, 0);
+    g_assert_true(bdrv_try_change_aio_context(bs, main_ctx, NULL, &err));
+    bdrv_unref(bs);
+
+    bs = open_nbd(&srv);
+    g_assert_true(bdrv_try_change_aio_context(bs, io, NULL, &err));
+    g_assert_cmpint(io_in_node_ctx(bs, 192 * KiB, 0x36), ==, 0);
+    server_kill(&srv);
+    g_assert_cmpint(io_in_node_ctx(bs, 0, 0x37), ==, -EIO);
+    g_assert_true(bdrv_try_change_aio_context(bs, main_ctx, NULL, &err));
+    bdrv_unref(bs);
+    g_assert_null(err);
+    iothread_destroy(t);
+    server_free(&srv);
+}
+
 static void test_server_gone(void)
 {
     Server srv = { 0 };
@@ -348,7 +552,11 @@ int main(int argc, char **argv)
     g_test_add_func("/nbd-client/uri/bad", test_uri_bad);
     g_test_add_func("/nbd-client/node/basics", test_node_basics);
     g_test_add_func("/nbd-client/status/after-write", test_status_after_write);
+    g_test_add_func("/nbd-client/status/many-extents",
+                    test_status_many_extents);
+    g_test_add_func("/nbd-client/status/concurrent", test_status_concurrent);
     g_test_add_func("/nbd-client/pipelined", test_pipelined);
     g_test_add_func("/nbd-client/server-gone", test_server_gone);
+    g_test_add_func("/nbd-client/iothread", test_iothread);
     return g_test_run();
 }
