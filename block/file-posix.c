@@ -8,14 +8,16 @@
  *     kernel wants, so that the core pads unaligned requests; buffers the
  *     core hands down unaligned are bounced here;
  *   - write-zeroes and discard use fallocate(), block status uses
- *     SEEK_DATA/SEEK_HOLE;
+ *     SEEK_DATA/SEEK_HOLE, copy offload between two file nodes uses
+ *     copy_file_range();
  *   - image locking uses QEMU's OFD lock byte layout so that blockd and
  *     QEMU processes refuse each other's conflicting opens (see
  *     docs/locking.md).
  *
  * Threads: the node's fd is used from its AioContext's thread (open,
  * close, lseek, fcntl locks, linux-aio submission) and from thread pool
- * workers (preadv/pwritev/fdatasync/fallocate/ftruncate), which touch
+ * workers (preadv/pwritev/fdatasync/fallocate/ftruncate/
+ * copy_file_range), which touch
  * only the fd and the request they were handed.  The driver state is
  * written only in the main thread (open/close) and in the node's context.
  */
@@ -721,6 +723,99 @@ static int coroutine_fn file_co_pdiscard(BlockDriverState *bs, int64_t offset,
                           offset, bytes, &s->has_punch_hole);
 }
 
+/* ---- Copy offload ---- */
+
+extern const BlockDriver bdrv_file;
+
+/* One copy_file_range() job, on the submitting coroutine's stack. */
+typedef struct FileCopyWork {
+    int src_fd;
+    int dst_fd;
+    int64_t src_offset;
+    int64_t dst_offset;
+    int64_t bytes;
+} FileCopyWork;
+
+/*
+ * copy_file_range() until done: retries short copies and EINTR.  Errors
+ * that mean "this pair cannot do it" (no syscall, different file systems,
+ * a file system or file type without support, or a refusal of the flags
+ * the files were opened with) become -ENOTSUP, so the caller reads and
+ * writes instead; that is safe even after part of the range was copied,
+ * as the fallback copies the same data again.
+ */
+static int file_worker_copy_range(void *opaque)
+{
+    FileCopyWork *w = opaque;
+    int64_t done = 0;
+
+    while (done < w->bytes) {
+        loff_t in = w->src_offset + done, out = w->dst_offset + done;
+        ssize_t n = copy_file_range(w->src_fd, &in, w->dst_fd, &out,
+                                    w->bytes - done, 0);
+
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            int err = errno;
+
+            return err == ENOSYS || err == EXDEV || err == EOPNOTSUPP ||
+                   err == EINVAL || err == ETXTBSY ? -ENOTSUP : -err;
+        }
+        if (n == 0) {
+            /* The source ends early: it shrank under us. */
+            return -EIO;
+        }
+        done += n;
+    }
+    return 0;
+}
+
+/* The source leg ends here: hand the copy to the destination's path. */
+static int coroutine_fn file_co_copy_range_from(BlockDriverState *bs,
+                                                int64_t offset,
+                                                BlockDriverState *dst,
+                                                int64_t dst_offset,
+                                                int64_t bytes,
+                                                BdrvRequestFlags read_flags,
+                                                BdrvRequestFlags write_flags)
+{
+    return bdrv_co_copy_range_to(bs, offset, dst, dst_offset, bytes,
+                                 read_flags, write_flags);
+}
+
+/* The destination leg: copy_file_range() from another file node.  Any
+ * other source (NBD, null...) cannot offload to a file. */
+static int coroutine_fn file_co_copy_range_to(BlockDriverState *bs,
+                                              BlockDriverState *src,
+                                              int64_t src_offset,
+                                              int64_t offset, int64_t bytes,
+                                              BdrvRequestFlags read_flags,
+                                              BdrvRequestFlags write_flags)
+{
+    BDRVFileState *s = bs->opaque;
+    FileCopyWork w;
+    int ret;
+
+    if (src->drv != &bdrv_file) {
+        return -ENOTSUP;
+    }
+    w = (FileCopyWork) {
+        .src_fd = ((BDRVFileState *)src->opaque)->fd, .dst_fd = s->fd,
+        .src_offset = src_offset, .dst_offset = offset, .bytes = bytes,
+    };
+    /* A file system that shares extents (reflink) copies the source's
+     * holes too, so the cached data extent may be wrong afterwards. */
+    file_forget_data_extent(s);
+    ret = thread_pool_submit_co(file_worker_copy_range, &w);
+    file_forget_data_extent(s);
+    if (ret == 0 && (write_flags & BDRV_REQ_FUA)) {
+        ret = file_co_flush(bs);
+    }
+    return ret;
+}
+
 /* ---- Block status ---- */
 
 /*
@@ -941,6 +1036,8 @@ const BlockDriver bdrv_file = {
     .co_pdiscard = file_co_pdiscard,
     .co_flush = file_co_flush,
     .co_block_status = file_co_block_status,
+    .co_copy_range_from = file_co_copy_range_from,
+    .co_copy_range_to = file_co_copy_range_to,
     .co_truncate = file_co_truncate,
     .create = file_create,
 };

@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "block/block-backend.h"
 #include "block/block_int.h"
 
 /* ---- Validation ---- */
@@ -798,6 +799,263 @@ int coroutine_fn bdrv_co_truncate(BlockDriverState *bs, int64_t offset,
     }
     tracked_end(&req);
     bs->in_flight--;
+    return ret;
+}
+
+/* ---- Copy offload ---- */
+
+/*
+ * Can bs take part in a copy range as the source (write false) or the
+ * destination of [offset, +bytes)?  0, or the error a read/write of the
+ * range would get (-EPERM for a read-only destination), or -ENOTSUP when
+ * the driver has no callback or the range would need padding (offload
+ * copies whole aligned blocks only; the caller's read + write pads).
+ */
+static int copy_range_check(BlockDriverState *bs, int64_t offset,
+                            int64_t bytes, bool write)
+{
+    int ret = check_request(bs, offset, bytes);
+
+    if (ret == 0 && write && bs->read_only) {
+        ret = -EPERM;
+    }
+    if (ret < 0) {
+        return ret;
+    }
+    if (write ? !bs->drv->co_copy_range_to : !bs->drv->co_copy_range_from) {
+        return -ENOTSUP;
+    }
+    return padding_needed(bs, offset, bytes) ? -ENOTSUP : 0;
+}
+
+/*
+ * Accounts a finished leg.  Started requests are counted only once the
+ * driver did not refuse with -ENOTSUP, so that a pair that cannot offload
+ * (the caller falls back to read + write, which is accounted) leaves no
+ * failed request behind; the price is that the in-flight gauge does not
+ * show a copy while it runs.
+ */
+static void copy_range_account(BlockAcctStats *stats, BlockAcctType type,
+                               int64_t bytes, int64_t start_ns, int ret)
+{
+    BlockAcctCookie cookie;
+
+    if (ret == -ENOTSUP) {
+        return;
+    }
+    block_acct_start(stats, &cookie, bytes, type);
+    cookie.start_ns = start_ns;
+    if (ret < 0) {
+        block_acct_failed(stats, &cookie);
+    } else {
+        block_acct_done(stats, &cookie);
+    }
+}
+
+int coroutine_fn bdrv_co_copy_range_from(BlockDriverState *src,
+                                         int64_t src_offset,
+                                         BlockDriverState *dst,
+                                         int64_t dst_offset, int64_t bytes,
+                                         BdrvRequestFlags read_flags,
+                                         BdrvRequestFlags write_flags)
+{
+    BdrvTrackedRequest req;
+    int64_t start_ns;
+    int ret = copy_range_check(src, src_offset, bytes, false);
+
+    if (ret < 0) {
+        if (ret != -ENOTSUP) {
+            block_acct_invalid(&src->stats, BLOCK_ACCT_READ);
+        }
+        return ret;
+    }
+    g_assert(!((read_flags & BDRV_REQ_SERIALISING) &&
+               (read_flags & BDRV_REQ_NO_SERIALISING)));
+    src->in_flight++;
+    start_ns = clock_ns();
+    tracked_begin(&req, src, src_offset, bytes, BDRV_TRACKED_READ,
+                  read_flags, NULL);
+    if (read_flags & BDRV_REQ_SERIALISING) {
+        tracked_set_serialising(&req, src->bl.request_alignment);
+    }
+    if (!(read_flags & BDRV_REQ_NO_SERIALISING)) {
+        wait_serialising(&req);
+    }
+    ret = src->drv->co_copy_range_from(src, src_offset, dst, dst_offset,
+                                       bytes, read_flags, write_flags);
+    copy_range_account(&src->stats, BLOCK_ACCT_READ, bytes, start_ns, ret);
+    tracked_end(&req);
+    src->in_flight--;
+    return ret;
+}
+
+int coroutine_fn bdrv_co_copy_range_to(BlockDriverState *src,
+                                       int64_t src_offset,
+                                       BlockDriverState *dst,
+                                       int64_t dst_offset, int64_t bytes,
+                                       BdrvRequestFlags read_flags,
+                                       BdrvRequestFlags write_flags)
+{
+    BdrvTrackedRequest req;
+    int64_t start_ns;
+    int ret = copy_range_check(dst, dst_offset, bytes, true);
+
+    if (ret < 0) {
+        if (ret != -ENOTSUP) {
+            block_acct_invalid(&dst->stats, BLOCK_ACCT_WRITE);
+        }
+        return ret;
+    }
+    dst->in_flight++;
+    start_ns = clock_ns();
+    /* No data vector: hooks see a write of unknown content, as with
+     * write-zeroes, and must copy the old data away first. */
+    tracked_begin(&req, dst, dst_offset, bytes, BDRV_TRACKED_WRITE,
+                  write_flags, NULL);
+    if (write_flags & BDRV_REQ_SERIALISING) {
+        tracked_set_serialising(&req, dst->bl.request_alignment);
+    }
+    wait_serialising(&req);
+    ret = run_write_hooks(&req);
+    if (ret == 0) {
+        ret = dst->drv->co_copy_range_to(dst, src, src_offset, dst_offset,
+                                         bytes, read_flags, write_flags);
+    }
+    if (ret == 0) {
+        block_acct_highest_offset(&dst->stats, dst_offset + bytes);
+    }
+    copy_range_account(&dst->stats, BLOCK_ACCT_WRITE, bytes, start_ns, ret);
+    tracked_end(&req);
+    dst->in_flight--;
+    return ret;
+}
+
+/* The longest piece both nodes take in one request. */
+static int64_t copy_range_max(BlockDriverState *src, BlockDriverState *dst)
+{
+    int64_t mt = MIN(max_transfer(src), max_transfer(dst));
+    int64_t align = MAX(src->bl.request_alignment,
+                        dst->bl.request_alignment);
+
+    return MAX(align_down(mt, align), align);
+}
+
+/* Whole-request checks before any leg runs, so that a request refused on
+ * one node accounts nothing on the other.  *bad_dst tells which node
+ * refused it. */
+static int copy_range_precheck(BlockDriverState *src, int64_t src_offset,
+                               BlockDriverState *dst, int64_t dst_offset,
+                               int64_t bytes, bool *bad_dst)
+{
+    int ret = copy_range_check(dst, dst_offset, bytes, true);
+
+    *bad_dst = ret < 0;
+    if (ret == 0) {
+        ret = copy_range_check(src, src_offset, bytes, false);
+    }
+    return ret;
+}
+
+/* Accounts a request that failed validation as invalid on the node (and
+ * backend) that refused it; -ENOTSUP is no error of the request. */
+static void copy_range_invalid(int ret, bool bad_dst, BlockAcctStats *src,
+                               BlockAcctStats *dst)
+{
+    if (ret == -ENOTSUP) {
+        return;
+    }
+    if (bad_dst) {
+        block_acct_invalid(dst, BLOCK_ACCT_WRITE);
+    } else {
+        block_acct_invalid(src, BLOCK_ACCT_READ);
+    }
+}
+
+/* The copy in pieces of at most copy_range_max() bytes. */
+static int coroutine_fn copy_range_split(BlockDriverState *src,
+                                         int64_t src_offset,
+                                         BlockDriverState *dst,
+                                         int64_t dst_offset, int64_t bytes,
+                                         BdrvRequestFlags read_flags,
+                                         BdrvRequestFlags write_flags)
+{
+    int64_t max = copy_range_max(src, dst);
+    int64_t done = 0;
+
+    while (done < bytes) {
+        int64_t n = MIN(bytes - done, max);
+        int ret = bdrv_co_copy_range_from(src, src_offset + done, dst,
+                                          dst_offset + done, n, read_flags,
+                                          write_flags);
+        if (ret < 0) {
+            return ret;
+        }
+        done += n;
+    }
+    return 0;
+}
+
+int coroutine_fn bdrv_co_copy_range(BdrvChild *src, int64_t src_offset,
+                                    BdrvChild *dst, int64_t dst_offset,
+                                    int64_t bytes, BdrvRequestFlags read_flags,
+                                    BdrvRequestFlags write_flags)
+{
+    bool bad_dst;
+    int ret;
+
+    if (!src || !dst || !src->bs->drv || !dst->bs->drv) {
+        return -ENOMEDIUM;
+    }
+    ret = copy_range_precheck(src->bs, src_offset, dst->bs, dst_offset,
+                              bytes, &bad_dst);
+    if (ret < 0) {
+        copy_range_invalid(ret, bad_dst, &src->bs->stats, &dst->bs->stats);
+        return ret;
+    }
+    if (bytes == 0) {
+        return 0;
+    }
+    return copy_range_split(src->bs, src_offset, dst->bs, dst_offset, bytes,
+                            read_flags, write_flags);
+}
+
+/*
+ * The backend form.  It lives here rather than in block-backend.c so that
+ * the core owns the whole copy path; the backends' part is their
+ * accounting.  It does not wait while a backend is drained (that queue is
+ * private to block-backend.c): its users (blockd-img convert) never drain
+ * their own backends.
+ */
+int coroutine_fn blk_co_copy_range(BlockBackend *blk_in, int64_t off_in,
+                                   BlockBackend *blk_out, int64_t off_out,
+                                   int64_t bytes, BdrvRequestFlags read_flags,
+                                   BdrvRequestFlags write_flags)
+{
+    BlockDriverState *src = blk_bs(blk_in), *dst = blk_bs(blk_out);
+    BlockAcctStats *in = blk_get_stats(blk_in), *out = blk_get_stats(blk_out);
+    int64_t start_ns = clock_ns();
+    bool bad_dst;
+    int ret;
+
+    if (!src || !dst || !src->drv || !dst->drv) {
+        return -ENOMEDIUM;
+    }
+    ret = copy_range_precheck(src, off_in, dst, off_out, bytes, &bad_dst);
+    if (ret < 0) {
+        copy_range_invalid(ret, bad_dst, in, out);
+        copy_range_invalid(ret, bad_dst, &src->stats, &dst->stats);
+        return ret;
+    }
+    if (bytes == 0) {
+        return 0;
+    }
+    ret = copy_range_split(src, off_in, dst, off_out, bytes, read_flags,
+                           write_flags);
+    if (ret == 0) {
+        block_acct_highest_offset(out, off_out + bytes);
+    }
+    copy_range_account(in, BLOCK_ACCT_READ, bytes, start_ns, ret);
+    copy_range_account(out, BLOCK_ACCT_WRITE, bytes, start_ns, ret);
     return ret;
 }
 

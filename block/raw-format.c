@@ -1,8 +1,9 @@
 /*
  * raw: the format whose image is the data itself.  A thin pass-through
  * to the "file" child, optionally restricted to the window
- * [offset, offset+size) of it.  Write-zeroes, discard and block status
- * pass through, so holes and cheap zeroing of the file show up here.
+ * [offset, offset+size) of it.  Write-zeroes, discard, block status and
+ * copy offload pass through, so holes, cheap zeroing and copy_file_range
+ * of the file show up here.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -133,6 +134,37 @@ static int coroutine_fn raw_co_pdiscard(BlockDriverState *bs, int64_t offset,
     return bdrv_co_pdiscard(bs->file->bs, offset + s->offset, bytes);
 }
 
+/* Copy offload: both legs pass through to the file child, shifted by
+ * the window's offset. */
+static int coroutine_fn raw_co_copy_range_from(BlockDriverState *bs,
+                                               int64_t offset,
+                                               BlockDriverState *dst,
+                                               int64_t dst_offset,
+                                               int64_t bytes,
+                                               BdrvRequestFlags read_flags,
+                                               BdrvRequestFlags write_flags)
+{
+    BDRVRawState *s = bs->opaque;
+
+    return bdrv_co_copy_range_from(bs->file->bs, offset + s->offset, dst,
+                                   dst_offset, bytes, read_flags,
+                                   write_flags);
+}
+
+static int coroutine_fn raw_co_copy_range_to(BlockDriverState *bs,
+                                             BlockDriverState *src,
+                                             int64_t src_offset,
+                                             int64_t offset, int64_t bytes,
+                                             BdrvRequestFlags read_flags,
+                                             BdrvRequestFlags write_flags)
+{
+    BDRVRawState *s = bs->opaque;
+
+    return bdrv_co_copy_range_to(src, src_offset, bs->file->bs,
+                                 offset + s->offset, bytes, read_flags,
+                                 write_flags);
+}
+
 static int coroutine_fn raw_co_block_status(BlockDriverState *bs,
                                             bool want_zero, int64_t offset,
                                             int64_t bytes, int64_t *pnum,
@@ -190,6 +222,8 @@ const BlockDriver bdrv_raw = {
     .co_pwrite_zeroes = raw_co_pwrite_zeroes,
     .co_pdiscard = raw_co_pdiscard,
     .co_block_status = raw_co_block_status,
+    .co_copy_range_from = raw_co_copy_range_from,
+    .co_copy_range_to = raw_co_copy_range_to,
     .co_truncate = raw_co_truncate,
     .create = raw_create,
     .refresh_limits = raw_refresh_limits,

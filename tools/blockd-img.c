@@ -8,7 +8,9 @@
  * convert is the performance-sensitive part: several coroutines copy
  * large chunks in parallel, skip source holes found by block status
  * (mapping mode), and skip all-zero blocks at -S granularity, so the copy
- * of a sparse image is as sparse as its source.
+ * of a sparse image is as sparse as its source.  -C copies the data runs
+ * with copy offload (blk_co_copy_range: copy_file_range between two
+ * files) and falls back to reading and writing when the pair cannot.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -17,7 +19,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
 #include "block/block-backend.h"
@@ -53,8 +57,8 @@ static void help(void)
 "  info [-f fmt] [--output=human|json] FILE\n"
 "  map [-f fmt] [--output=human|json] FILE\n"
 "  compare [-f fmt] [-F fmt] [-T cache] [-p] [-q] [-s] FILE1 FILE2\n"
-"  convert [-f fmt] [-O fmt] [-t cache] [-T cache] [-p] [-q] [-n] [-W]\n"
-"          [-S sparse_size] [-m num_coroutines] SRC DST\n"
+"  convert [-C] [-f fmt] [-O fmt] [-t cache] [-T cache] [-p] [-q] [-n]\n"
+"          [-W] [-S sparse_size] [-m num_coroutines] SRC DST\n"
 "\n"
 "SIZE takes k, M, G, T, P or E suffixes.  Formats: raw.  Cache modes:\n"
 "none, writeback, unsafe, directsync, writethrough.\n"
@@ -83,6 +87,22 @@ static bool check_format(const char *fmt)
 }
 
 /*
+ * Whether linux-aio beats the thread pool for an O_DIRECT image at path:
+ * on disk-backed file systems the kernel does the I/O asynchronously, and
+ * there is no page cache to hide synchronous submission.  tmpfs (which
+ * takes O_DIRECT since Linux 6.6) copies the data inside io_submit(), so
+ * one thread would do all the copying; workers of the thread pool run in
+ * parallel instead (measured: 1 GiB convert -t none -T none on /dev/shm,
+ * 0.68 s with threads against 0.78-0.90 s with linux-aio).
+ */
+static bool aio_native_pays_off(const char *path)
+{
+    struct statfs st;
+
+    return statfs(path, &st) != 0 || st.f_type != TMPFS_MAGIC;
+}
+
+/*
  * Opens filename as fmt (raw when NULL: blockd never guesses formats)
  * under an anonymous backend; reports "Could not open 'F': ..." and
  * returns NULL on failure.
@@ -107,9 +127,7 @@ static BlockBackend *img_open(const char *filename, const char *fmt,
         error_report("Invalid cache option: %s", cache);
         return NULL;
     }
-    /* O_DIRECT is where linux-aio pays off: no page cache to hide
-     * synchronous submission. */
-    o.aio_native = o.direct;
+    o.aio_native = o.direct && aio_native_pays_off(filename);
     bs = bdrv_open_image(&o, &err);
     if (!bs) {
         error_report("Could not open '%s': %s", filename,
@@ -642,9 +660,14 @@ typedef struct Convert {
     int64_t size;
     int64_t sparse_size;        /* -S: zero-detection granularity; 0 off */
     bool target_zeroed;         /* dst reads as zeroes before we write */
+    bool copy_range;            /* offload data runs (cleared on refusal) */
     bool ooo_writes;            /* -W: no ordering of writes */
     bool progress;
     int64_t next_offset;        /* next chunk to hand out */
+    /* The last zero or hole extent block status reported, which may span
+     * many chunks: later chunks inside it need no query.  (The source is
+     * ours read-only for the run, as for qemu-img.) */
+    int64_t zero_start, zero_end;
     uint64_t next_seq;          /* sequence number of that chunk */
     uint64_t write_seq;         /* chunk whose turn it is to write */
     CoQueue write_turn;         /* workers waiting for their turn */
@@ -719,7 +742,8 @@ static void split_zero_blocks(Convert *cv, GArray *runs, const uint8_t *buf,
 }
 
 /* Reads [offset, offset+bytes) into buf, describing it as runs.  Source
- * holes and zero ranges (block status) are not read at all. */
+ * holes and zero ranges (block status) are not read at all.  With copy
+ * offload, data runs are only described: the copy reads them. */
 static int coroutine_fn convert_read_chunk(Convert *cv, int64_t offset,
                                            int64_t bytes, uint8_t *buf,
                                            GArray *runs)
@@ -728,10 +752,20 @@ static int coroutine_fn convert_read_chunk(Convert *cv, int64_t offset,
 
     while (pos < end) {
         int64_t pnum;
-        int ret = bdrv_co_block_status(blk_bs(cv->src), true, pos, end - pos,
-                                       &pnum, NULL, NULL);
+        int ret;
         QIOVector qiov;
 
+        if (pos >= cv->zero_start && pos < cv->zero_end) {
+            pnum = MIN(end, cv->zero_end) - pos;
+            add_run(runs, pos, pnum, true);
+            pos += pnum;
+            continue;
+        }
+        /* Asked up to the end of the image: one query covers a whole
+         * hole (on tmpfs each SEEK_DATA walks the hole page by page, so
+         * a query per chunk costs time quadratic in the hole's size). */
+        ret = bdrv_co_block_status(blk_bs(cv->src), true, pos,
+                                   cv->size - pos, &pnum, NULL, NULL);
         if (ret < 0) {
             convert_fail(cv, ret, pos, false);
             return ret;
@@ -740,7 +774,16 @@ static int coroutine_fn convert_read_chunk(Convert *cv, int64_t offset,
             return -EIO;
         }
         if ((ret & BDRV_BLOCK_ZERO) || !(ret & BDRV_BLOCK_DATA)) {
+            cv->zero_start = pos;
+            cv->zero_end = pos + pnum;
+            pnum = MIN(pnum, end - pos);
             add_run(runs, pos, pnum, true);
+            pos += pnum;
+            continue;
+        }
+        pnum = MIN(pnum, end - pos);
+        if (cv->copy_range) {
+            add_run(runs, pos, pnum, false);
             pos += pnum;
             continue;
         }
@@ -757,8 +800,45 @@ static int coroutine_fn convert_read_chunk(Convert *cv, int64_t offset,
     return 0;
 }
 
+/*
+ * A data run with copy offload.  When the pair refuses (-ENOTSUP: not two
+ * local files, different file systems...) offload is off for the rest of
+ * the run, as qemu-img -C does, and this run is read into buf and written.
+ */
+static int coroutine_fn convert_copy_run(Convert *cv, ConvertRun *r,
+                                         uint8_t *buf)
+{
+    QIOVector qiov;
+    int ret;
+
+    if (cv->copy_range) {
+        ret = blk_co_copy_range(cv->src, r->offset, cv->dst, r->offset,
+                                r->bytes, 0, 0);
+        if (ret != -ENOTSUP) {
+            if (ret < 0) {
+                convert_fail(cv, ret, r->offset, true);
+            }
+            return ret;
+        }
+        cv->copy_range = false;
+    }
+    qiov_init_buf(&qiov, buf, r->bytes);
+    ret = blk_co_preadv(cv->src, r->offset, r->bytes, &qiov, 0);
+    if (ret < 0) {
+        convert_fail(cv, ret, r->offset, false);
+    } else {
+        ret = blk_co_pwritev(cv->dst, r->offset, r->bytes, &qiov, 0);
+        if (ret < 0) {
+            convert_fail(cv, ret, r->offset, true);
+        }
+    }
+    qiov_destroy(&qiov);
+    return ret;
+}
+
 static int coroutine_fn convert_write_chunk(Convert *cv, int64_t offset,
-                                            uint8_t *buf, GArray *runs)
+                                            uint8_t *buf, GArray *runs,
+                                            bool described)
 {
     for (guint i = 0; i < runs->len; i++) {
         ConvertRun *r = &g_array_index(runs, ConvertRun, i);
@@ -770,6 +850,14 @@ static int coroutine_fn convert_write_chunk(Convert *cv, int64_t offset,
         } else if (r->zero && !cv->target_zeroed) {
             ret = blk_co_pwrite_zeroes(cv->dst, r->offset, r->bytes,
                                        BDRV_REQ_MAY_UNMAP);
+        } else if (!r->zero && described) {
+            /* Not read yet: a copy offload run (buf is free for the
+             * fallback, which goes run by run). */
+            ret = convert_copy_run(cv, r, buf);
+            if (ret < 0) {
+                return ret;
+            }
+            continue;
         } else if (!r->zero) {
             QIOVector qiov;
 
@@ -797,6 +885,7 @@ static void coroutine_fn convert_worker(void *opaque)
                                    bdrv_get_mem_alignment(b) ? a : b,
                                    CONVERT_CHUNK);
     g_autoptr(GArray) runs = g_array_new(FALSE, FALSE, sizeof(ConvertRun));
+    bool described;
 
     while (cv->ret == 0 && cv->next_offset < cv->size) {
         int64_t offset = cv->next_offset;
@@ -805,12 +894,13 @@ static void coroutine_fn convert_worker(void *opaque)
 
         cv->next_offset += bytes;
         g_array_set_size(runs, 0);
+        described = cv->copy_range;
         convert_read_chunk(cv, offset, bytes, buf, runs);
         while (!cv->ooo_writes && cv->write_seq != seq) {
             co_queue_wait(&cv->write_turn, NULL);
         }
         if (cv->ret == 0) {
-            convert_write_chunk(cv, offset, buf, runs);
+            convert_write_chunk(cv, offset, buf, runs, described);
         }
         cv->write_seq++;
         co_queue_restart_all(&cv->write_turn);
@@ -856,6 +946,8 @@ typedef struct ConvertOpts {
     bool no_create;
     bool ooo_writes;
     int64_t sparse_size;
+    bool sparse_given;          /* -S was on the command line */
+    bool copy_range;            /* -C */
     int64_t workers;
 } ConvertOpts;
 
@@ -863,7 +955,7 @@ static void parse_convert_opts(int argc, char **argv, ConvertOpts *o)
 {
     int c;
 
-    while ((c = getopt(argc, argv, "+f:O:t:T:pqnWS:m:h")) != -1) {
+    while ((c = getopt(argc, argv, "+f:O:t:T:pqnWCS:m:h")) != -1) {
         switch (c) {
         case 'f': o->src_fmt = optarg; break;
         case 'O': o->dst_fmt = optarg; break;
@@ -873,7 +965,9 @@ static void parse_convert_opts(int argc, char **argv, ConvertOpts *o)
         case 'q': o->quiet = true; break;
         case 'n': o->no_create = true; break;
         case 'W': o->ooo_writes = true; break;
+        case 'C': o->copy_range = true; break;
         case 'S':
+            o->sparse_given = true;
             if (!io_parse_size(optarg, &o->sparse_size) ||
                 o->sparse_size % 512 != 0 ||
                 o->sparse_size > CONVERT_CHUNK) {
@@ -898,6 +992,11 @@ static void parse_convert_opts(int argc, char **argv, ConvertOpts *o)
     }
     if (o->quiet) {
         o->progress = false;
+    }
+    /* Offload never sees the data, so it cannot detect zeroes in it. */
+    if (o->copy_range && o->sparse_given) {
+        error_report("Cannot enable copy offloading when -S is used");
+        exit(1);
     }
 }
 
@@ -942,6 +1041,16 @@ static int img_convert(int argc, char **argv)
     /* A file we just created and truncated reads as zeroes. */
     cv.target_zeroed = !o.no_create;
     cv.ooo_writes = o.ooo_writes;
+    /*
+     * Offload only when asked (-C), as qemu-img.  Measured (bench/convert
+     * and copy_file_range alone, 1-2 GiB raw -> raw): with O_DIRECT on
+     * ext4 the kernel's copy moves the data in small direct I/Os and took
+     * 2.2-2.5 times as long as reading and writing (qemu-img -C alike);
+     * buffered on ext4 and on tmpfs it was no faster than our copy.  And
+     * an offloaded copy never sees the data, so it cannot leave all-zero
+     * blocks unwritten as the default -S 4k does.
+     */
+    cv.copy_range = o.copy_range;
     cv.progress = o.progress;
     cv.last_pct = -100.0;
     if (convert_copy(&cv, (int)o.workers) < 0) {

@@ -8,6 +8,7 @@
  * Exit status as qemu-io: 0 when every command succeeded, 1 otherwise
  * (including open failures and usage errors).
  */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,12 +74,80 @@ static BlockBackend *open_image(void *opaque, const IoCmdOpenOpts *o,
     return blk;
 }
 
-/* Reads commands from stdin at a prompt until EOF or "quit". */
+/*
+ * stdin, read with read(2) into our own buffer so that we know whether
+ * the next command line is already here.  64 KiB hold a few thousand
+ * commands of a script.
+ */
+typedef struct InputBuf {
+    char data[64 * 1024];
+    size_t start, end;      /* unconsumed bytes: data[start, end) */
+    bool eof;
+} InputBuf;
+
+/* The next complete line (NUL-terminated in place, without its newline)
+ * if one is buffered, else NULL.  A last line without a newline counts
+ * once EOF was seen. */
+static char *input_take_line(InputBuf *in)
+{
+    char *line = in->data + in->start;
+    char *nl = memchr(line, '\n', in->end - in->start);
+
+    if (nl) {
+        *nl = '\0';
+        in->start = nl + 1 - in->data;
+        return line;
+    }
+    if (in->eof && in->end > in->start) {
+        if (in->end == sizeof(in->data)) {
+            in->end--;      /* an overlong last line loses a byte */
+        }
+        in->data[in->end] = '\0';
+        in->start = in->end;
+        return line;
+    }
+    return NULL;
+}
+
+/* Reads more of stdin (may block).  False at EOF or on error. */
+static bool input_fill(InputBuf *in)
+{
+    ssize_t n;
+
+    if (in->start > 0) {
+        memmove(in->data, in->data + in->start, in->end - in->start);
+        in->end -= in->start;
+        in->start = 0;
+    }
+    if (in->end == sizeof(in->data)) {
+        /* One line longer than the buffer: cut it here. */
+        in->data[in->end - 1] = '\n';
+        return true;
+    }
+    do {
+        n = read(STDIN_FILENO, in->data + in->end, sizeof(in->data) - in->end);
+    } while (n < 0 && errno == EINTR);
+    if (n <= 0) {
+        in->eof = true;
+        return in->end > in->start;
+    }
+    in->end += n;
+    return true;
+}
+
+/*
+ * Reads commands from stdin at a prompt until EOF or "quit".  Commands
+ * whose lines are already buffered run back to back without polling in
+ * between, so that their aio requests go to the kernel as one batch; the
+ * loop polls (submitting the batch) only before it may block on stdin.
+ * On a terminal every line is read alone, so each request still goes out
+ * as soon as its command was typed.
+ */
 static bool command_loop(IoCmdState *s)
 {
+    g_autofree InputBuf *in = g_new0(InputBuf, 1);
     bool ok = true, tty = isatty(STDIN_FILENO);
-    char *line = NULL;
-    size_t cap = 0;
+    char *line;
 
     while (!io_cmd_quit_requested(s)) {
         fputs("blockd-io> ", stdout);
@@ -87,14 +156,20 @@ static bool command_loop(IoCmdState *s)
         if (tty) {
             fflush(stdout);
         }
-        if (getline(&line, &cap, stdin) < 0) {
+        while ((line = input_take_line(in)) == NULL) {
+            io_cmd_poll(s);
+            if (in->eof || !input_fill(in)) {
+                break;
+            }
+        }
+        if (!line) {
             break;
         }
-        if (io_cmd_run(s, line) < 0) {
+        if (io_cmd_run_deferred(s, line) < 0) {
             ok = false;
         }
     }
-    free(line);
+    io_cmd_poll(s);
     return ok;
 }
 

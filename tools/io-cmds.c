@@ -986,7 +986,7 @@ static void coroutine_fn io_cmd_run_entry(void *opaque)
     run->done = true;
 }
 
-int io_cmd_run(IoCmdState *s, const char *line)
+int io_cmd_run_deferred(IoCmdState *s, const char *line)
 {
     IoCmdRun run = { .s = s, .line = line };
 
@@ -997,12 +997,25 @@ int io_cmd_run(IoCmdState *s, const char *line)
         while (!run.done) {
             aio_poll(current_aio_context(), true);
         }
-        /* One non-blocking iteration: aio requests the command started are
-         * submitted now (engines batch submissions in a BH) rather than at
-         * the next blocking wait, and finished ones report. */
-        aio_poll(current_aio_context(), false);
     }
     return run.ret;
+}
+
+void io_cmd_poll(IoCmdState *s)
+{
+    /* Engines submit what was queued in a BH, which this iteration runs;
+     * completions that already arrived report too. */
+    if (!in_coroutine()) {
+        aio_poll(current_aio_context(), false);
+    }
+}
+
+int io_cmd_run(IoCmdState *s, const char *line)
+{
+    int ret = io_cmd_run_deferred(s, line);
+
+    io_cmd_poll(s);
+    return ret;
 }
 
 bool io_cmd_quit_requested(const IoCmdState *s)

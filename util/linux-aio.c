@@ -5,10 +5,13 @@
  *
  * One engine per AioContext, kept in the context's AIO_SLOT_LINUX_AIO slot
  * so that it dies with its context.  Coroutines queue requests; a BH
- * submits everything queued so far with one io_submit(), so requests issued
- * during one loop iteration cost one system call.  The kernel signals
- * completions on an eventfd watched by the context; the handler reaps them
- * with a non-blocking io_getevents() and wakes each waiting coroutine.
+ * submits everything queued so far with one io_submit() before the context
+ * next waits, so requests issued during one loop iteration (an NBD server
+ * parsing several, block-copy starting its workers, blockd-io running a
+ * script) share a system call; a queue of LAIO_MAX_BATCH goes out at once.
+ * The kernel signals completions on an eventfd watched by the context; the
+ * handler reaps them with a non-blocking io_getevents() and wakes each
+ * waiting coroutine.
  * Everything runs in the engine's context thread, so there is no lock.
  */
 #include <errno.h>
@@ -59,6 +62,7 @@ struct LinuxAioState {
     int efd;                /* completion eventfd, watched in ctx */
     QEMUBH *submit_bh;
     LaioList pending;       /* queued, not yet submitted */
+    int n_pending;          /* length of pending */
     int in_flight;          /* submitted, not yet reaped */
     uint64_t stat_submits;  /* io_submit() calls */
     uint64_t stat_requests; /* iocbs the kernel accepted */
@@ -184,6 +188,7 @@ static void laio_submit_pending(LinuxAioState *s, LaioList *finished)
         }
         if (ret < 0) {
             req = list_pop_head(&s->pending);
+            s->n_pending--;
             req->ret = ret;
             list_push_tail(finished, req);
             continue;
@@ -191,6 +196,7 @@ static void laio_submit_pending(LinuxAioState *s, LaioList *finished)
         for (i = 0; i < ret; i++) {
             list_pop_head(&s->pending);
         }
+        s->n_pending -= ret;
         s->in_flight += ret;
         stat_add(&s->stat_requests, ret);
     }
@@ -245,6 +251,7 @@ static bool laio_finish(LinuxAioState *s, LaioRequest *req, long res)
     req->done += res;
     laio_prep(req);
     list_push_head(&s->pending, req);
+    s->n_pending++;
     return false;
 }
 
@@ -288,6 +295,28 @@ static void laio_completion_cb(void *opaque)
     laio_wake_list(&finished);
 }
 
+/*
+ * Submits the queue from inside the coroutine of self (one of the queued
+ * requests).  Requests the kernel refused are scheduled to resume in the
+ * next iteration (entering them from here would run other requests'
+ * code inside this one), except self, which sees its result when it
+ * checks it.
+ */
+static void coroutine_fn laio_submit_from_co(LinuxAioState *s,
+                                             LaioRequest *self)
+{
+    LaioList finished = { NULL, NULL };
+
+    laio_submit_pending(s, &finished);
+    while (finished.head) {
+        LaioRequest *req = list_pop_head(&finished);
+
+        if (req != self) {
+            aio_co_schedule(s->ctx, req->co);
+        }
+    }
+}
+
 int64_t coroutine_fn laio_co_submit(LinuxAioState *s, int fd, int64_t offset,
                                     QIOVector *qiov, LaioType type)
 {
@@ -307,8 +336,13 @@ int64_t coroutine_fn laio_co_submit(LinuxAioState *s, int fd, int64_t offset,
     }
     laio_prep(&req);
     list_push_tail(&s->pending, &req);
-    /* Submitted with everything else queued in this iteration. */
-    bh_schedule(s->submit_bh);
+    if (++s->n_pending >= LAIO_MAX_BATCH) {
+        /* A full batch goes out at once: no point in waiting longer. */
+        laio_submit_from_co(s, &req);
+    } else {
+        /* Submitted with everything else queued in this iteration. */
+        bh_schedule(s->submit_bh);
+    }
     while (req.ret == -EINPROGRESS) {
         coroutine_yield();
     }

@@ -57,9 +57,23 @@ void io_cmd_state_free(IoCmdState *s);
  * (its message was printed).  Requests started by aio_read/aio_write may
  * still be in flight afterwards; they print when they complete.  Runs the
  * command in a coroutine: directly when called from one (the QMP handler),
- * otherwise in a new coroutine while polling the current context.
+ * otherwise in a new coroutine while polling the current context, and
+ * then ends with io_cmd_poll() so that aio requests go out at once.
  */
 int io_cmd_run(IoCmdState *s, const char *line);
+/*
+ * As io_cmd_run() but without its final non-blocking poll, for a caller
+ * that has more commands at hand: requests that aio_read/aio_write queue
+ * in the I/O engines stay queued, and those of consecutive commands go to
+ * the kernel together (one io_submit() for a batch with linux-aio) when
+ * the context next polls: in a command that waits, in io_cmd_poll() or in
+ * io_cmd_wait_aio().  Call io_cmd_poll() before waiting for input.
+ */
+int io_cmd_run_deferred(IoCmdState *s, const char *line);
+/* One non-blocking iteration of the context: submits queued requests and
+ * reports finished ones.  No-op inside a coroutine (the caller's loop
+ * does it). */
+void io_cmd_poll(IoCmdState *s);
 /* True once "quit" ran. */
 bool io_cmd_quit_requested(const IoCmdState *s);
 /* Waits until no aio request of s is in flight (yields when in a

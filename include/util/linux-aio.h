@@ -2,8 +2,10 @@
  * linux-aio engine (io_setup/io_submit/io_getevents).
  *
  * One LinuxAioState per AioContext, created on first use.  Requests queued
- * by coroutines during one loop iteration are submitted together in a
- * single io_submit() from a BH (batching); completions arrive through an
+ * by coroutines during one loop iteration are submitted together from a BH
+ * before the context next waits (batching, with nothing to call: every
+ * user benefits), in batches of at most a few requests so that the device
+ * starts early (see LAIO_MAX_BATCH); completions arrive through an
  * eventfd registered in the context and wake the waiting coroutines there.
  * Callers that get NULL from aio_get_linux_aio() fall back to the thread
  * pool.  Buffers must satisfy O_DIRECT alignment when fd is O_DIRECT.
@@ -17,6 +19,17 @@
 #include "util/iov.h"
 
 typedef struct LinuxAioState LinuxAioState;
+
+/*
+ * A queue this long is submitted at once instead of at the end of the
+ * iteration, so that the device starts on it while the caller prepares
+ * the next requests.  Measured with bench/io-path (4k random, QD 16,
+ * O_DIRECT) on a virtio disk: batches of 4 were 15-25% faster than
+ * batches of 16, and about as fast as one request per io_submit() for
+ * reads (faster for writes); on tmpfs they cost 5-10% against 16 but stay
+ * far ahead of one request per call (which took 1.5 times as long).
+ */
+#define LAIO_MAX_BATCH 4
 
 typedef enum LaioType {
     LAIO_READ,

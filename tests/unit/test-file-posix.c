@@ -3,6 +3,8 @@
  * reads and writes (thread pool and linux-aio, buffered and O_DIRECT with
  * unaligned requests), flush, block status over holes, write-zeroes and
  * discard (checked with st_blocks), truncate, create, read-only nodes,
+ * copy offload (copy_file_range through raw nodes, its validation,
+ * fallback, write hooks and accounting),
  * image locking between nodes and against QEMU's qemu-io when installed.
  * Images live in a fresh directory under /var/tmp (a real file system:
  * tmpfs has no O_DIRECT).
@@ -19,7 +21,9 @@
 #include <glib.h>
 #include <glib/gstdio.h>
 
+#include "block/block-backend.h"
 #include "block/block_int.h"
+#include "tests/unit/block-test-helpers.h"
 #include "util/linux-aio.h"
 
 #define KiB 1024
@@ -890,6 +894,370 @@ static void test_qemu_io_holds_image(void)
 
 /* ---- Setup ---- */
 
+/* ---- Copy offload (bdrv_co_copy_range / blk_co_copy_range) ---- */
+
+static BlockAcctStats stats_of(BlockDriverState *bs)
+{
+    BlockAcctStats s;
+
+    block_acct_snapshot(bdrv_get_stats(bs), &s);
+    return s;
+}
+
+/* One copy-range call run in a coroutine: through the nodes' edges
+ * (src_child/dst_child) or the backends (src_blk/dst_blk). */
+typedef struct CopyCall {
+    BdrvChild *src_child, *dst_child;
+    BlockBackend *src_blk, *dst_blk;
+    int64_t src_offset, dst_offset, bytes;
+    BdrvRequestFlags write_flags;
+    int ret;
+    bool done;
+} CopyCall;
+
+static void coroutine_fn copy_entry(void *opaque)
+{
+    CopyCall *c = opaque;
+
+    if (c->src_blk) {
+        c->ret = blk_co_copy_range(c->src_blk, c->src_offset, c->dst_blk,
+                                   c->dst_offset, c->bytes, 0,
+                                   c->write_flags);
+    } else {
+        c->ret = bdrv_co_copy_range(c->src_child, c->src_offset,
+                                    c->dst_child, c->dst_offset, c->bytes, 0,
+                                    c->write_flags);
+    }
+    c->done = true;
+}
+
+static int run_copy(CopyCall *c)
+{
+    coroutine_enter(coroutine_create(copy_entry, c));
+    AIO_WAIT_WHILE(aio_main_context(), !c->done);
+    return c->ret;
+}
+
+/* A raw node over a raw node (window at window_offset) over the file:
+ * the outer node's file edge is a BdrvChild to copy through. */
+static BlockDriverState *open_raw_raw(const char *path, int64_t window_offset,
+                                      bool read_only, bool direct)
+{
+    g_autofree char *json = g_strdup_printf(
+        "{'driver': 'raw', 'read-only': %s, 'file': {'driver': 'raw', "
+        "'offset': %" G_GINT64_FORMAT ", 'file': {'driver': 'file', "
+        "'filename': '%s', 'cache': {'direct': %s}}}}",
+        read_only ? "true" : "false", window_offset, path,
+        direct ? "true" : "false");
+
+    return test_open_json(json, &error_abort);
+}
+
+static BlockBackend *blk_on(BlockDriverState *bs)
+{
+    BlockBackend *blk = blk_new(NULL, &error_abort);
+
+    g_assert_true(blk_insert_bs(blk, bs, &error_abort));
+    return blk;
+}
+
+/* file -> file between two backends: the data arrives, and both the
+ * backends and the nodes account a read on the source and a write (with
+ * wr_highest_offset) on the destination. */
+static void test_copy_range_file_to_file(void)
+{
+    g_autofree char *src_path = new_path("cr-src.raw");
+    g_autofree char *dst_path = new_path("cr-dst.raw");
+    g_autofree uint8_t *host = NULL;
+    BlockDriverState *src, *dst;
+    BlockBackend *sblk, *dblk;
+    OpenArgs a = { 0 };
+    CopyCall c;
+
+    make_file(src_path, 1 * MiB, 0x5a);
+    make_file(dst_path, 1 * MiB, 0);
+    src = open_ok(src_path, &a);
+    dst = open_ok(dst_path, &a);
+    sblk = blk_on(src);
+    dblk = blk_on(dst);
+    c = (CopyCall) { .src_blk = sblk, .dst_blk = dblk, .src_offset = 0,
+                     .dst_offset = 256 * KiB, .bytes = 512 * KiB };
+    g_assert_cmpint(run_copy(&c), ==, 0);
+    host = read_host(dst_path, 0, 1 * MiB);
+    assert_filled(host, 256 * KiB, 0);
+    assert_filled(host + 256 * KiB, 512 * KiB, 0x5a);
+    assert_filled(host + 768 * KiB, 256 * KiB, 0);
+    g_assert_cmpuint(stats_of(src).nr_ops[BLOCK_ACCT_READ], ==, 1);
+    g_assert_cmpuint(stats_of(src).nr_bytes[BLOCK_ACCT_READ], ==, 512 * KiB);
+    g_assert_cmpuint(stats_of(src).nr_ops[BLOCK_ACCT_WRITE], ==, 0);
+    g_assert_cmpuint(stats_of(dst).nr_ops[BLOCK_ACCT_WRITE], ==, 1);
+    g_assert_cmpuint(stats_of(dst).nr_bytes[BLOCK_ACCT_WRITE], ==,
+                     512 * KiB);
+    g_assert_cmpuint(stats_of(dst).nr_ops[BLOCK_ACCT_READ], ==, 0);
+    g_assert_cmpuint(stats_of(dst).wr_highest_offset, ==, 768 * KiB);
+    g_assert_cmpuint(stats_of(dst).in_flight[BLOCK_ACCT_WRITE], ==, 0);
+    g_assert_cmpuint(blk_get_stats(dblk)->nr_ops[BLOCK_ACCT_WRITE], ==, 1);
+    g_assert_cmpuint(blk_get_stats(dblk)->wr_highest_offset, ==, 768 * KiB);
+    g_assert_cmpuint(blk_get_stats(sblk)->nr_bytes[BLOCK_ACCT_READ], ==,
+                     512 * KiB);
+    blk_unref(sblk);
+    blk_unref(dblk);
+    bdrv_unref(src);
+    bdrv_unref(dst);
+}
+
+/* raw over raw (with a window) over file, through BdrvChild edges: each
+ * raw layer shifts the offsets and passes the copy down; every node on
+ * both paths accounts it once. */
+static void test_copy_range_raw_over_file(void)
+{
+    g_autofree char *src_path = new_path("cr-rsrc.raw");
+    g_autofree char *dst_path = new_path("cr-rdst.raw");
+    g_autofree uint8_t *host = NULL;
+    BlockDriverState *src = NULL, *dst = NULL;
+    CopyCall c;
+
+    make_file(src_path, 1 * MiB, 0);
+    {
+        int fd = open(src_path, O_WRONLY);
+        g_autofree uint8_t *buf = g_malloc(64 * KiB);
+
+        memset(buf, 0x77, 64 * KiB);
+        g_assert_cmpint(pwrite(fd, buf, 64 * KiB, 4 * KiB + 128 * KiB), ==,
+                        64 * KiB);
+        close(fd);
+    }
+    make_file(dst_path, 1 * MiB, 0x11);
+    src = open_raw_raw(src_path, 4 * KiB, true, false);
+    dst = open_raw_raw(dst_path, 8 * KiB, false, false);
+    c = (CopyCall) { .src_child = src->file, .dst_child = dst->file,
+                     .src_offset = 128 * KiB, .dst_offset = 0,
+                     .bytes = 64 * KiB };
+    g_assert_cmpint(run_copy(&c), ==, 0);
+    host = read_host(dst_path, 0, 80 * KiB);
+    assert_filled(host, 8 * KiB, 0x11);
+    assert_filled(host + 8 * KiB, 64 * KiB, 0x77);
+    assert_filled(host + 72 * KiB, 8 * KiB, 0x11);
+    /* The inner raw nodes and the files below them. */
+    g_assert_cmpuint(stats_of(src->file->bs).nr_ops[BLOCK_ACCT_READ], ==, 1);
+    g_assert_cmpuint(stats_of(src->file->bs->file->bs)
+                     .nr_ops[BLOCK_ACCT_READ], ==, 1);
+    g_assert_cmpuint(stats_of(dst->file->bs).wr_highest_offset, ==,
+                     64 * KiB);
+    g_assert_cmpuint(stats_of(dst->file->bs->file->bs).wr_highest_offset,
+                     ==, 72 * KiB);
+    /* The outer nodes were not part of the request. */
+    g_assert_cmpuint(stats_of(dst).nr_ops[BLOCK_ACCT_WRITE], ==, 0);
+    bdrv_unref(src);
+    bdrv_unref(dst);
+}
+
+/* Unaligned ranges: fine on buffered files (alignment 1); with O_DIRECT
+ * -ENOTSUP (the caller pads with read + write), with nothing accounted. */
+static void test_copy_range_unaligned(void)
+{
+    g_autofree char *src_path = new_path("cr-usrc.raw");
+    g_autofree char *dst_path = new_path("cr-udst.raw");
+    g_autofree uint8_t *host = NULL;
+    BlockDriverState *src, *dst;
+    CopyCall c;
+
+    make_file(src_path, 64 * KiB, 0x3c);
+    make_file(dst_path, 64 * KiB, 0);
+    src = open_raw_raw(src_path, 0, true, false);
+    dst = open_raw_raw(dst_path, 0, false, false);
+    c = (CopyCall) { .src_child = src->file, .dst_child = dst->file,
+                     .src_offset = 3, .dst_offset = 1001, .bytes = 999 };
+    g_assert_cmpint(run_copy(&c), ==, 0);
+    host = read_host(dst_path, 0, 4 * KiB);
+    assert_filled(host, 1001, 0);
+    assert_filled(host + 1001, 999, 0x3c);
+    assert_filled(host + 2000, 4 * KiB - 2000, 0);
+    bdrv_unref(src);
+    bdrv_unref(dst);
+
+    src = open_raw_raw(src_path, 0, true, true);
+    dst = open_raw_raw(dst_path, 0, false, true);
+    g_assert_cmpuint(bdrv_get_request_alignment(dst), >, 1);
+    c = (CopyCall) { .src_child = src->file, .dst_child = dst->file,
+                     .src_offset = 0, .dst_offset = 512 * 3 + 1,
+                     .bytes = 4 * KiB };
+    g_assert_cmpint(run_copy(&c), ==, -ENOTSUP);
+    c = (CopyCall) { .src_child = src->file, .dst_child = dst->file,
+                     .src_offset = 1, .dst_offset = 0, .bytes = 4 * KiB };
+    g_assert_cmpint(run_copy(&c), ==, -ENOTSUP);
+    g_assert_cmpuint(stats_of(dst->file->bs).nr_ops[BLOCK_ACCT_WRITE], ==, 0);
+    g_assert_cmpuint(stats_of(dst->file->bs).invalid_ops[BLOCK_ACCT_WRITE],
+                     ==, 0);
+    g_assert_cmpuint(stats_of(src->file->bs).nr_ops[BLOCK_ACCT_READ], ==, 0);
+    /* Aligned, with O_DIRECT on both ends, it works. */
+    c = (CopyCall) { .src_child = src->file, .dst_child = dst->file,
+                     .src_offset = 4 * KiB, .dst_offset = 8 * KiB,
+                     .bytes = 8 * KiB };
+    g_assert_cmpint(run_copy(&c), ==, 0);
+    g_free(host);
+    host = read_host(dst_path, 8 * KiB, 8 * KiB);
+    assert_filled(host, 8 * KiB, 0x3c);
+    bdrv_unref(src);
+    bdrv_unref(dst);
+}
+
+/* Past the end is -EIO, negative is -EINVAL, a read-only destination is
+ * -EPERM: counted as invalid on the node that refused, nothing copied. */
+static void test_copy_range_invalid(void)
+{
+    g_autofree char *src_path = new_path("cr-isrc.raw");
+    g_autofree char *dst_path = new_path("cr-idst.raw");
+    g_autofree uint8_t *host = NULL;
+    BlockDriverState *src, *dst, *ro;
+    CopyCall c;
+
+    make_file(src_path, 64 * KiB, 0x21);
+    make_file(dst_path, 64 * KiB, 0);
+    src = open_raw_raw(src_path, 0, true, false);
+    dst = open_raw_raw(dst_path, 0, false, false);
+    c = (CopyCall) { .src_child = src->file, .dst_child = dst->file,
+                     .src_offset = 60 * KiB, .bytes = 8 * KiB };
+    g_assert_cmpint(run_copy(&c), ==, -EIO);
+    g_assert_cmpuint(stats_of(src->file->bs).invalid_ops[BLOCK_ACCT_READ],
+                     ==, 1);
+    c = (CopyCall) { .src_child = src->file, .dst_child = dst->file,
+                     .dst_offset = 60 * KiB, .bytes = 8 * KiB };
+    g_assert_cmpint(run_copy(&c), ==, -EIO);
+    g_assert_cmpuint(stats_of(dst->file->bs).invalid_ops[BLOCK_ACCT_WRITE],
+                     ==, 1);
+    c = (CopyCall) { .src_child = src->file, .dst_child = dst->file,
+                     .src_offset = -4096, .bytes = 4 * KiB };
+    g_assert_cmpint(run_copy(&c), ==, -EINVAL);
+    /* The source is read-only: as a destination it refuses. */
+    ro = src;
+    c = (CopyCall) { .src_child = dst->file, .dst_child = ro->file,
+                     .bytes = 4 * KiB };
+    g_assert_cmpint(run_copy(&c), ==, -EPERM);
+    g_assert_cmpuint(stats_of(ro->file->bs).invalid_ops[BLOCK_ACCT_WRITE],
+                     ==, 1);
+    g_assert_cmpuint(stats_of(dst->file->bs).nr_ops[BLOCK_ACCT_READ], ==, 0);
+    g_assert_cmpuint(stats_of(dst->file->bs).nr_ops[BLOCK_ACCT_WRITE], ==, 0);
+    host = read_host(dst_path, 0, 64 * KiB);
+    assert_filled(host, 64 * KiB, 0);
+    bdrv_unref(src);
+    bdrv_unref(dst);
+}
+
+/* null-co has no copy offload: -ENOTSUP either way round, and nothing is
+ * accounted on any node (the caller's read + write will be). */
+static void test_copy_range_fallback_null(void)
+{
+    g_autofree char *path = new_path("cr-null.raw");
+    BlockDriverState *file, *null;
+    CopyCall c;
+
+    make_file(path, 64 * KiB, 0x42);
+    file = open_raw_raw(path, 0, false, false);
+    null = test_open_json("{'driver': 'raw', 'file': {'driver': 'raw', "
+                          "'file': {'driver': 'null-co', 'size': 65536}}}",
+                          &error_abort);
+    c = (CopyCall) { .src_child = file->file, .dst_child = null->file,
+                     .bytes = 4 * KiB };
+    g_assert_cmpint(run_copy(&c), ==, -ENOTSUP);
+    c = (CopyCall) { .src_child = null->file, .dst_child = file->file,
+                     .bytes = 4 * KiB };
+    g_assert_cmpint(run_copy(&c), ==, -ENOTSUP);
+    for (BlockDriverState *bs = file->file->bs; bs;
+         bs = bs->file ? bs->file->bs : NULL) {
+        g_assert_cmpuint(stats_of(bs).nr_ops[BLOCK_ACCT_READ], ==, 0);
+        g_assert_cmpuint(stats_of(bs).nr_ops[BLOCK_ACCT_WRITE], ==, 0);
+        g_assert_cmpuint(stats_of(bs).failed_ops[BLOCK_ACCT_READ], ==, 0);
+        g_assert_cmpuint(stats_of(bs).failed_ops[BLOCK_ACCT_WRITE], ==, 0);
+        g_assert_cmpuint(stats_of(bs).in_flight[BLOCK_ACCT_READ], ==, 0);
+    }
+    for (BlockDriverState *bs = null->file->bs; bs;
+         bs = bs->file ? bs->file->bs : NULL) {
+        g_assert_cmpuint(stats_of(bs).nr_ops[BLOCK_ACCT_WRITE], ==, 0);
+        g_assert_cmpuint(stats_of(bs).failed_ops[BLOCK_ACCT_WRITE], ==, 0);
+    }
+    bdrv_unref(file);
+    bdrv_unref(null);
+}
+
+/* A write hook on the destination sees the copy as a tracked write (no
+ * data vector) before it happens, can fail it, and NO_HOOKS skips it. */
+typedef struct CopyHook {
+    BdrvWriteHook hook;
+    int calls;
+    int64_t offset, bytes;
+    BdrvTrackedReqType type;
+    bool had_qiov;
+    bool dst_untouched;         /* the data was not there yet */
+    const char *dst_path;
+    int fail_with;
+} CopyHook;
+
+static int coroutine_fn copy_hook_fn(BdrvWriteHook *hook,
+                                     BdrvTrackedRequest *req)
+{
+    CopyHook *h = hook->opaque;
+    g_autofree uint8_t *now = read_host(h->dst_path, bdrv_req_offset(req),
+                                        bdrv_req_bytes(req));
+
+    h->calls++;
+    h->offset = bdrv_req_offset(req);
+    h->bytes = bdrv_req_bytes(req);
+    h->type = bdrv_req_type(req);
+    h->had_qiov = bdrv_req_qiov(req) != NULL;
+    h->dst_untouched = now[0] == 0;
+    return h->fail_with;
+}
+
+static void test_copy_range_write_hooks(void)
+{
+    g_autofree char *src_path = new_path("cr-hsrc.raw");
+    g_autofree char *dst_path = new_path("cr-hdst.raw");
+    g_autofree uint8_t *host = NULL;
+    BlockDriverState *src, *dst;
+    CopyHook h = { .hook = { .fn = copy_hook_fn }, .dst_path = dst_path };
+    CopyCall c;
+
+    h.hook.opaque = &h;
+    make_file(src_path, 64 * KiB, 0x99);
+    make_file(dst_path, 64 * KiB, 0);
+    src = open_raw_raw(src_path, 0, true, false);
+    dst = open_raw_raw(dst_path, 0, false, false);
+    bdrv_add_write_hook(dst->file->bs, &h.hook);
+    c = (CopyCall) { .src_child = src->file, .dst_child = dst->file,
+                     .dst_offset = 16 * KiB, .bytes = 8 * KiB };
+    g_assert_cmpint(run_copy(&c), ==, 0);
+    g_assert_cmpint(h.calls, ==, 1);
+    g_assert_cmpint(h.offset, ==, 16 * KiB);
+    g_assert_cmpint(h.bytes, ==, 8 * KiB);
+    g_assert_cmpint(h.type, ==, BDRV_TRACKED_WRITE);
+    g_assert_false(h.had_qiov);
+    g_assert_true(h.dst_untouched);
+
+    c = (CopyCall) { .src_child = src->file, .dst_child = dst->file,
+                     .dst_offset = 32 * KiB, .bytes = 8 * KiB,
+                     .write_flags = BDRV_REQ_NO_HOOKS };
+    g_assert_cmpint(run_copy(&c), ==, 0);
+    g_assert_cmpint(h.calls, ==, 1);
+
+    h.fail_with = -EACCES;
+    c = (CopyCall) { .src_child = src->file, .dst_child = dst->file,
+                     .dst_offset = 48 * KiB, .bytes = 8 * KiB };
+    g_assert_cmpint(run_copy(&c), ==, -EACCES);
+    g_assert_cmpint(h.calls, ==, 2);
+    g_assert_cmpuint(stats_of(dst->file->bs).failed_ops[BLOCK_ACCT_WRITE], ==,
+                     1);
+    host = read_host(dst_path, 0, 64 * KiB);
+    assert_filled(host, 16 * KiB, 0);
+    assert_filled(host + 16 * KiB, 8 * KiB, 0x99);
+    assert_filled(host + 24 * KiB, 8 * KiB, 0);
+    assert_filled(host + 32 * KiB, 8 * KiB, 0x99);
+    assert_filled(host + 40 * KiB, 24 * KiB, 0);
+    bdrv_remove_write_hook(dst->file->bs, &h.hook);
+    bdrv_unref(src);
+    bdrv_unref(dst);
+}
+
 static void remove_test_dir(void)
 {
     g_autoptr(GDir) dir = g_dir_open(test_dir, 0, NULL);
@@ -911,6 +1279,18 @@ int main(int argc, char **argv)
     g_assert_nonnull(g_mkdtemp(test_dir));
 
     g_test_add_func("/file-posix/rw/threads", test_rw_threads);
+    g_test_add_func("/file-posix/copy-range/file-to-file",
+                    test_copy_range_file_to_file);
+    g_test_add_func("/file-posix/copy-range/raw-over-file",
+                    test_copy_range_raw_over_file);
+    g_test_add_func("/file-posix/copy-range/unaligned",
+                    test_copy_range_unaligned);
+    g_test_add_func("/file-posix/copy-range/invalid",
+                    test_copy_range_invalid);
+    g_test_add_func("/file-posix/copy-range/fallback-null",
+                    test_copy_range_fallback_null);
+    g_test_add_func("/file-posix/copy-range/write-hooks",
+                    test_copy_range_write_hooks);
     g_test_add_func("/file-posix/rw/direct-threads", test_rw_direct_threads);
     g_test_add_func("/file-posix/rw/native", test_rw_native);
     g_test_add_func("/file-posix/rw/native-requires-direct",

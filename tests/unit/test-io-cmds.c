@@ -2,7 +2,8 @@
  * Unit tests of the blockd-io command language (include/tools/io-cmds.h):
  * the size parser and formatter shared with blockd-img, and commands run
  * against a real raw image in a temporary file, their output captured
- * through the print callback.
+ * through the print callback; and that aio commands run back to back with
+ * io_cmd_run_deferred() share io_submit() calls (linux-aio on O_DIRECT).
  */
 #include <fcntl.h>
 #include <glib.h>
@@ -11,6 +12,7 @@
 #include <unistd.h>
 
 #include "tools/io-cmds.h"
+#include "util/linux-aio.h"
 
 /* ---- io_parse_size / io_fmt_size ---- */
 
@@ -220,6 +222,76 @@ static void test_no_file(void)
     g_string_free(f.out, TRUE);
 }
 
+/* ---- Batching of a script's aio requests (linux-aio, O_DIRECT) ---- */
+
+static void discard_output(void *opaque, const char *text, bool is_error)
+{
+}
+
+/* Runs 16 aio_write commands (deferred or not) on an O_DIRECT image with
+ * aio=native and returns the io_submit() calls they took; the data is
+ * checked afterwards. */
+static uint64_t submits_for_16_writes(bool deferred)
+{
+    g_autofree char *path = g_build_filename("/var/tmp",
+                                             "test-io-cmds-XXXXXX", NULL);
+    BdrvImageOpts o = { .format = "raw", .direct = true, .aio_native = true };
+    g_autoptr(BlockDriverState) bs = NULL;
+    LinuxAioState *laio;
+    uint64_t sub0, req0, sub1, req1;
+    BlockBackend *blk;
+    IoCmdState *s;
+    int fd = g_mkstemp(path);
+
+    g_assert_cmpint(fd, >=, 0);
+    g_assert_cmpint(ftruncate(fd, 1 << 20), ==, 0);
+    close(fd);
+    o.filename = path;
+    bs = bdrv_open_image(&o, &error_abort);
+    blk = blk_new(NULL, &error_abort);
+    g_assert_true(blk_insert_bs(blk, bs, &error_abort));
+    s = io_cmd_state_new(blk, discard_output, NULL, NULL, NULL);
+    laio = aio_get_linux_aio(aio_main_context(), &error_abort);
+    laio_get_stats(laio, &sub0, &req0);
+    for (int i = 0; i < 16; i++) {
+        g_autofree char *cmd = g_strdup_printf("aio_write -q -P %d %dk 4k",
+                                               i + 1, i * 8);
+
+        g_assert_cmpint(deferred ? io_cmd_run_deferred(s, cmd)
+                                 : io_cmd_run(s, cmd), ==, 0);
+    }
+    io_cmd_poll(s);
+    g_assert_cmpint(io_cmd_wait_aio(s), ==, 0);
+    laio_get_stats(laio, &sub1, &req1);
+    g_assert_cmpuint(req1 - req0, ==, 16);
+    for (int i = 0; i < 16; i++) {
+        g_autofree char *cmd = g_strdup_printf("read -q -P %d %dk 4k",
+                                               i + 1, i * 8);
+
+        g_assert_cmpint(io_cmd_run(s, cmd), ==, 0);
+    }
+    io_cmd_state_free(s);
+    blk_unref(blk);
+    g_unlink(path);
+    return sub1 - sub0;
+}
+
+/* Commands run back to back with io_cmd_run_deferred() share io_submit()
+ * calls (a full batch goes out at once); io_cmd_run() submits each
+ * command's request before it returns. */
+static void test_deferred_batches_submissions(void)
+{
+    int fd = open("/var/tmp", O_TMPFILE | O_RDWR | O_DIRECT, 0600);
+
+    if (fd < 0) {
+        g_test_skip("/var/tmp does not take O_DIRECT");
+        return;
+    }
+    close(fd);
+    g_assert_cmpuint(submits_for_16_writes(true), ==, 16 / LAIO_MAX_BATCH);
+    g_assert_cmpuint(submits_for_16_writes(false), ==, 16);
+}
+
 #define ADD(name, fn) \
     g_test_add("/io-cmds/" name, Fixture, NULL, fixture_setup, fn, \
                fixture_teardown)
@@ -232,6 +304,8 @@ int main(int argc, char **argv)
     g_test_add_func("/io-cmds/parse-size/bad", test_parse_size_bad);
     g_test_add_func("/io-cmds/fmt-size", test_fmt_size);
     g_test_add_func("/io-cmds/no-file", test_no_file);
+    g_test_add_func("/io-cmds/deferred-batches-submissions",
+                    test_deferred_batches_submissions);
     ADD("write-read-pattern", test_write_read_pattern);
     ADD("pattern-mismatch", test_pattern_mismatch);
     ADD("io-error", test_io_error);

@@ -329,37 +329,90 @@ static void test_more_than_queue_depth(void)
     }
 }
 
-/* Sixteen requests queued in one iteration go out in one io_submit(). */
+/* Starts n writes of block i (pattern i + 1) at block i, each in its own
+ * coroutine, without running the loop. */
+static void start_writes(LinuxAioState *s, Io *io, unsigned char *buf, int n)
+{
+    for (int i = 0; i < n; i++) {
+        memset(buf + i * BLK, i + 1, BLK);
+        io[i] = (Io) { .s = s, .fd = test_fd, .offset = i * BLK,
+                       .type = LAIO_WRITE };
+        qiov_init_buf(&io[i].qiov, buf + i * BLK, BLK);
+        coroutine_enter(coroutine_create(io_entry, &io[i]));
+    }
+}
+
+/* Waits for n I/Os, checks they all succeeded and reads the blocks back. */
+static void finish_writes(Io *io, int n)
+{
+    unsigned char *rbuf = blk_alloc(1, 0);
+
+    for (int i = 0; i < n; i++) {
+        AIO_WAIT_WHILE(aio_main_context(), !io[i].done);
+        g_assert_cmpint(io[i].ret, ==, BLK);
+        qiov_destroy(&io[i].qiov);
+    }
+    for (int i = 0; i < n; i++) {
+        g_assert_cmpint(do_io(LAIO_READ, test_fd, i * BLK, rbuf, BLK), ==,
+                        BLK);
+        g_assert_cmpint(rbuf[0], ==, i + 1);
+        g_assert_cmpint(rbuf[BLK - 1], ==, i + 1);
+    }
+    g_aligned_free(rbuf);
+}
+
+/* Fewer than LAIO_MAX_BATCH requests queued in one iteration wait for the
+ * loop and then go out in one io_submit(). */
 static void test_batching(void)
+{
+    LinuxAioState *s;
+    uint64_t sub0, req0, sub1, req1;
+    Io io[LAIO_MAX_BATCH - 1];
+    unsigned char *buf;
+
+    if (!need_fd()) {
+        return;
+    }
+    s = main_laio();
+    buf = blk_alloc(LAIO_MAX_BATCH - 1, 0);
+    laio_get_stats(s, &sub0, &req0);
+    start_writes(s, io, buf, LAIO_MAX_BATCH - 1);
+    /* Nothing is submitted before the loop runs. */
+    laio_get_stats(s, &sub1, &req1);
+    g_assert_cmpuint(sub1, ==, sub0);
+    g_assert_cmpuint(req1, ==, req0);
+    AIO_WAIT_WHILE(aio_main_context(), !io[0].done);
+    laio_get_stats(s, &sub1, &req1);
+    g_assert_cmpuint(req1 - req0, ==, LAIO_MAX_BATCH - 1);
+    g_assert_cmpuint(sub1 - sub0, ==, 1);
+    finish_writes(io, LAIO_MAX_BATCH - 1);
+    g_aligned_free(buf);
+}
+
+/* Sixteen requests started together go out in full batches, each as soon
+ * as it is full (before the loop runs), and all complete. */
+static void test_batching_full_queue(void)
 {
     LinuxAioState *s;
     uint64_t sub0, req0, sub1, req1;
     Io io[16];
     unsigned char *buf;
-    int i;
 
+    G_STATIC_ASSERT(16 % LAIO_MAX_BATCH == 0);
     if (!need_fd()) {
         return;
     }
     s = main_laio();
     buf = blk_alloc(16, 0);
     laio_get_stats(s, &sub0, &req0);
-    for (i = 0; i < 16; i++) {
-        io[i] = (Io) { .s = s, .fd = test_fd, .offset = i * BLK,
-                       .type = LAIO_WRITE };
-        qiov_init_buf(&io[i].qiov, buf + i * BLK, BLK);
-        coroutine_enter(coroutine_create(io_entry, &io[i]));
-    }
-    /* Nothing is submitted before the loop runs. */
-    laio_get_stats(s, &sub1, &req1);
-    g_assert_cmpuint(sub1, ==, sub0);
-    for (i = 0; i < 16; i++) {
-        AIO_WAIT_WHILE(aio_main_context(), !io[i].done);
-        g_assert_cmpint(io[i].ret, ==, BLK);
-    }
+    start_writes(s, io, buf, 16);
     laio_get_stats(s, &sub1, &req1);
     g_assert_cmpuint(req1 - req0, ==, 16);
-    g_assert_cmpuint(sub1 - sub0, ==, 1);
+    g_assert_cmpuint(sub1 - sub0, ==, 16 / LAIO_MAX_BATCH);
+    finish_writes(io, 16);
+    laio_get_stats(s, &sub1, &req1);
+    /* finish_writes read each block alone: one call each. */
+    g_assert_cmpuint(sub1 - sub0, ==, 16 / LAIO_MAX_BATCH + 16);
     g_aligned_free(buf);
 }
 
@@ -474,6 +527,35 @@ static void test_bad_fd_in_batch(void)
     g_aligned_free(buf);
 }
 
+/* A full batch submitted from the coroutine of its last request: a refused
+ * request earlier in it gets its error, the others complete. */
+static void test_bad_fd_in_full_batch(void)
+{
+    unsigned char *buf;
+    Io io[LAIO_MAX_BATCH];
+    int i;
+
+    if (!need_fd()) {
+        return;
+    }
+    buf = blk_alloc(LAIO_MAX_BATCH, 0x42);
+    for (i = 0; i < LAIO_MAX_BATCH; i++) {
+        io[i] = (Io) { .s = main_laio(), .fd = i == 0 ? closed_fd() : test_fd,
+                       .offset = i * BLK, .type = LAIO_WRITE };
+        qiov_init_buf(&io[i].qiov, buf + i * BLK, BLK);
+        coroutine_enter(coroutine_create(io_entry, &io[i]));
+    }
+    /* Refused before the loop ran, but resumed by the loop. */
+    g_assert_false(io[0].done);
+    AIO_WAIT_WHILE(aio_main_context(), !io[0].done);
+    g_assert_cmpint(io[0].ret, ==, -EBADF);
+    for (i = 1; i < LAIO_MAX_BATCH; i++) {
+        AIO_WAIT_WHILE(aio_main_context(), !io[i].done);
+        g_assert_cmpint(io[i].ret, ==, BLK);
+    }
+    g_aligned_free(buf);
+}
+
 /* O_DIRECT refuses a misaligned offset: the kernel's errno comes back. */
 static void test_misaligned_direct(void)
 {
@@ -526,12 +608,16 @@ int main(int argc, char **argv)
     g_test_add_func("/linux-aio/rw/more-than-queue-depth",
                     test_more_than_queue_depth);
     g_test_add_func("/linux-aio/batching", test_batching);
+    g_test_add_func("/linux-aio/batching-full-queue",
+                    test_batching_full_queue);
     g_test_add_func("/linux-aio/read/past-eof-zero-fills",
                     test_read_past_eof_zero_fills);
     g_test_add_func("/linux-aio/rw/short-write-resubmits",
                     test_short_write_resubmits);
     g_test_add_func("/linux-aio/errors/bad-fd", test_bad_fd);
     g_test_add_func("/linux-aio/errors/bad-fd-in-batch", test_bad_fd_in_batch);
+    g_test_add_func("/linux-aio/errors/bad-fd-in-full-batch",
+                    test_bad_fd_in_full_batch);
     g_test_add_func("/linux-aio/errors/misaligned-direct",
                     test_misaligned_direct);
     g_test_add_func("/linux-aio/empty-request", test_empty_request);
