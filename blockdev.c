@@ -246,12 +246,8 @@ static bool backup_params_init(const BackupCommon *c, BackupParams *p,
         p->flags |= JOB_MANUAL_DISMISS;
     }
     if (perf) {
-        /* Refused rather than ignored: a caller asking for offload
-         * should learn that it does not get it. */
-        if (perf->has_use_copy_range && perf->use_copy_range) {
-            error_setg(errp, "x-perf.use-copy-range=true is not supported "
-                       "yet: the copy goes through the daemon's buffers");
-            return false;
+        if (perf->has_use_copy_range) {
+            p->copy.use_copy_range = perf->use_copy_range;
         }
         if (perf->has_max_workers) {
             if (perf->max_workers < 1 || perf->max_workers > 1024) {

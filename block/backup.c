@@ -14,11 +14,17 @@
 #include "block/copy-before-write.h"
 
 /* The job; fields written at creation (main thread) and then only by
- * run() in the job's context, except filter (main thread: clean/free). */
+ * run() in the job's context, except filter and the target's move (main
+ * thread: activate, clean, free).  The job, its filter, the source and
+ * the target all run in the source's AioContext. */
 typedef struct BackupJob {
     BlockJob common;
     BlockDriverState *filter;        /* own reference until clean */
     BlockCopyState *bcs;             /* the filter's */
+    BlockDriverState *target;        /* no own reference (the filter's) */
+    /* The target's context before the job moved it into the source's,
+     * or NULL if it was there already: clean moves it back. */
+    AioContext *target_old_ctx;
     MirrorSyncMode sync;
     BlockdevOnError on_source_error;
     BlockdevOnError on_target_error;
@@ -143,17 +149,40 @@ static int coroutine_fn backup_run(Job *job, Error **errp)
     return ret;
 }
 
+/* Moves target back into old_ctx after a backup that moved it (best
+ * effort: the backup itself is over, so a refusal is only reported). */
+static void backup_restore_target_ctx(BlockDriverState *target,
+                                      AioContext *old_ctx)
+{
+    Error *err = NULL;
+
+    if (!bdrv_try_change_aio_context(target, old_ctx, NULL, &err)) {
+        error_report_err(err);
+    }
+}
+
 /* Takes the filter out (idempotent): clean() on every ending, free() for
- * a job that never started. */
+ * a job that never started.  Then the target goes back to its own
+ * context, if the job moved it. */
 static void backup_drop_filter(BackupJob *s)
 {
     if (s->filter) {
         BlockDriverState *filter = s->filter;
+        BlockDriverState *target = s->target;
 
         s->filter = NULL;
         s->bcs = NULL;
+        s->target = NULL;
+        /* The filter may hold the last reference to the target
+         * (drive-backup). */
+        bdrv_ref(target);
         block_job_remove_all_bdrv(&s->common);
         bdrv_cbw_drop(filter);
+        if (s->target_old_ctx) {
+            backup_restore_target_ctx(target, s->target_old_ctx);
+            s->target_old_ctx = NULL;
+        }
+        bdrv_unref(target);
     }
 }
 
@@ -232,18 +261,6 @@ static bool backup_check_params(const BackupParams *p, Error **errp)
         error_setg(errp, "cbw-buffer-size cannot be negative");
         return false;
     }
-    if (bdrv_get_aio_context(p->source) != aio_main_context()) {
-        /* The filter would have to be opened in that thread: not yet. */
-        error_setg(errp, "Cannot back up node '%s': it runs in an I/O "
-                   "thread (not supported yet)",
-                   p->device ? p->device : bdrv_get_node_name(p->source));
-        return false;
-    }
-    if (bdrv_get_aio_context(p->target) != aio_main_context()) {
-        error_setg(errp, "Target node '%s' runs in an I/O thread (not "
-                   "supported yet)", bdrv_get_node_name(p->target));
-        return false;
-    }
     if (bdrv_is_read_only(p->target)) {
         error_setg(errp, "Target node '%s' is read-only",
                    bdrv_get_node_name(p->target));
@@ -253,29 +270,71 @@ static bool backup_check_params(const BackupParams *p, Error **errp)
            !backup_node_busy(p->target, NULL, errp);
 }
 
+/*
+ * Moves the target into the source's context, as QEMU does: the job, the
+ * filter and block-copy run there and write the target directly.
+ * Returns the target's old context (NULL if no move was needed), or
+ * false with errp set when the target cannot move (another user of it,
+ * or it runs in another iothread already).
+ */
+static bool backup_move_target(const BackupParams *p, AioContext **old_ctx,
+                               Error **errp)
+{
+    AioContext *ctx = bdrv_get_aio_context(p->source);
+    AioContext *old = bdrv_get_aio_context(p->target);
+    Error *err = NULL;
+
+    *old_ctx = NULL;
+    if (old == ctx) {
+        return true;
+    }
+    if (!bdrv_try_change_aio_context(p->target, ctx, NULL, &err)) {
+        error_setg(errp, "Cannot move target node '%s' into the I/O thread "
+                   "of '%s': %s", bdrv_get_node_name(p->target),
+                   p->device ? p->device : bdrv_get_node_name(p->source),
+                   error_get_pretty(err));
+        error_free(err);
+        return false;
+    }
+    *old_ctx = old;
+    return true;
+}
+
 BlockJob *backup_job_create(const BackupParams *p, JobTxn *txn,
                             Error **errp)
 {
     BlockDriverState *filter;
     BackupJob *s;
     BlockCopyOptions copts = p->copy;
+    AioContext *old_ctx;
 
-    if (!backup_check_params(p, errp)) {
+    if (!backup_check_params(p, errp) ||
+        !backup_move_target(p, &old_ctx, errp)) {
         return NULL;
     }
     copts.skip_unallocated = p->sync == MIRROR_SYNC_MODE_TOP;
     filter = bdrv_cbw_append(p->source, p->target, p->filter_node_name,
                              &copts, errp);
     if (!filter) {
+        if (old_ctx) {
+            backup_restore_target_ctx(p->target, old_ctx);
+        }
         return NULL;
     }
     s = block_job_create(p->job_id, &backup_job_driver, txn, filter,
                          p->speed, p->flags, NULL, NULL, errp);
     if (!s) {
+        bdrv_ref(p->target);
         bdrv_cbw_drop(filter);
+        if (old_ctx) {
+            backup_restore_target_ctx(p->target, old_ctx);
+        }
+        bdrv_unref(p->target);
         return NULL;
     }
     s->filter = filter;
+    s->target = p->target;
+    s->target_old_ctx = old_ctx;
     s->bcs = bdrv_cbw_get_block_copy(filter);
     s->sync = p->sync;
     s->on_source_error = p->on_source_error;
@@ -288,46 +347,54 @@ BlockJob *backup_job_create(const BackupParams *p, JobTxn *txn,
     return &s->common;
 }
 
-static bool sources_busy(BlockJob **jobs, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        BackupJob *s = (BackupJob *)jobs[i];
+/* ---- Activation: the point in time ----
+ * Each step runs in the job's context (that of its source), from the
+ * main thread through aio_run_in_context(). */
 
-        if (bdrv_in_flight(s->filter) ||
-            bdrv_in_flight(bdrv_file_bs(s->filter))) {
-            return true;
-        }
+/* Decides whether zero areas need writing (before any copy lands on the
+ * target), then holds the source's writes and waits for those in
+ * flight. */
+static void coroutine_fn backup_gate_entry(void *opaque)
+{
+    BackupJob *s = opaque;
+
+    block_copy_set_target_zero(s->bcs, block_copy_probe_target_zero(s->bcs));
+    block_copy_gate_writes(s->bcs);
+}
+
+static void coroutine_fn backup_activate_entry(void *opaque)
+{
+    BackupJob *s = opaque;
+
+    bdrv_cbw_activate(s->filter);
+    if (s->sync != MIRROR_SYNC_MODE_NONE) {
+        job_progress_set_remaining(&s->common.job,
+                                   block_copy_dirty_bytes(s->bcs));
     }
-    return false;
+}
+
+static void coroutine_fn backup_open_gate_entry(void *opaque)
+{
+    BackupJob *s = opaque;
+
+    block_copy_open_gate(s->bcs);
 }
 
 void backup_jobs_activate(BlockJob **jobs, size_t n)
 {
-    /* Requests that started before the filters existed did not pass the
-     * copy hook: let them finish first.  Draining one source polls the
-     * loop, so new requests may start on another: repeat until all are
-     * idle at once. */
-    do {
-        for (size_t i = 0; i < n; i++) {
-            bdrv_drain(((BackupJob *)jobs[i])->filter);
-        }
-    } while (sources_busy(jobs, n));
-
+    /* Every source's writes are held before any bitmap is set and
+     * released only after all are: one instant for the whole group,
+     * whichever threads the sources run in. */
     for (size_t i = 0; i < n; i++) {
-        BackupJob *s = (BackupJob *)jobs[i];
-
-        /* A target that reads as zeroes needs no writes for zero areas:
-         * decided before any copy lands on it. */
-        block_copy_set_target_zero(s->bcs,
-                                   block_copy_probe_target_zero(s->bcs));
+        aio_run_in_context(jobs[i]->job.aio_context, backup_gate_entry,
+                           jobs[i]);
     }
     for (size_t i = 0; i < n; i++) {
-        BackupJob *s = (BackupJob *)jobs[i];
-
-        bdrv_cbw_activate(s->filter);
-        if (s->sync != MIRROR_SYNC_MODE_NONE) {
-            job_progress_set_remaining(&s->common.job,
-                                       block_copy_dirty_bytes(s->bcs));
-        }
+        aio_run_in_context(jobs[i]->job.aio_context, backup_activate_entry,
+                           jobs[i]);
+    }
+    for (size_t i = 0; i < n; i++) {
+        aio_run_in_context(jobs[i]->job.aio_context, backup_open_gate_entry,
+                           jobs[i]);
     }
 }

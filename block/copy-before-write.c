@@ -58,6 +58,42 @@ static void cbw_child_perm(BlockDriverState *bs, BdrvChild *c,
     }
 }
 
+typedef struct CbwHookChange {
+    BDRVCopyBeforeWriteState *s;
+    BlockDriverState *src;       /* NULL: remove the hook */
+} CbwHookChange;
+
+static void coroutine_fn cbw_set_hook_co(void *opaque)
+{
+    CbwHookChange *ch = opaque;
+    BDRVCopyBeforeWriteState *s = ch->s;
+
+    if (ch->src) {
+        bdrv_add_write_hook(ch->src, &s->hook);
+    } else {
+        bdrv_remove_write_hook(s->hooked, &s->hook);
+    }
+    s->hooked = ch->src;
+}
+
+/*
+ * Adds (src) or removes (NULL) the filter's write hook on the source.
+ * Every write walks the hook list in the source's thread, which may be an
+ * iothread, so the list changes there too, never beside a walker.  Main
+ * thread, in or out of a coroutine.
+ */
+static void cbw_set_hook(BDRVCopyBeforeWriteState *s, BlockDriverState *src)
+{
+    CbwHookChange ch = { .s = s, .src = src };
+    AioContext *ctx = bdrv_get_aio_context(src ? src : s->hooked);
+
+    if (ctx == current_aio_context()) {
+        cbw_set_hook_co(&ch);
+    } else {
+        aio_run_in_context(ctx, cbw_set_hook_co, &ch);
+    }
+}
+
 static void cbw_refresh_limits(BlockDriverState *bs)
 {
     bdrv_inherit_limits(bs, bs->file->bs);
@@ -95,8 +131,7 @@ static int cbw_open_common(BlockDriverState *bs,
     cbw_refresh_limits(bs);
     s->hook.fn = cbw_write_hook;
     s->hook.opaque = s;
-    s->hooked = bs->file->bs;
-    bdrv_add_write_hook(s->hooked, &s->hook);
+    cbw_set_hook(s, bs->file->bs);
     return 0;
 }
 
@@ -128,8 +163,7 @@ static void cbw_close(BlockDriverState *bs)
     BDRVCopyBeforeWriteState *s = bs->opaque;
 
     if (s->hooked) {
-        bdrv_remove_write_hook(s->hooked, &s->hook);
-        s->hooked = NULL;
+        cbw_set_hook(s, NULL);
     }
     block_copy_state_free(s->bcs);
     s->bcs = NULL;
@@ -264,8 +298,7 @@ void bdrv_cbw_drop(BlockDriverState *filter)
     /* The backup is over: writes need no copy any more, even those that
      * reach the source while the filter is being taken out. */
     if (s->hooked) {
-        bdrv_remove_write_hook(s->hooked, &s->hook);
-        s->hooked = NULL;
+        cbw_set_hook(s, NULL);
     }
     if (!bdrv_remove_filter(filter, &err)) {
         /* Only fails for nodes in different threads, which the job

@@ -28,16 +28,19 @@ typedef struct BackupParams {
 } BackupParams;
 
 /*
- * Checks the arguments, inserts a copy-before-write filter above the
- * source and creates the job on it (state created).  Refuses a source or
- * target used by another job, different sizes, a read-only target.
+ * Checks the arguments, moves the target into the source's AioContext
+ * if needed (back at the job's end), inserts a copy-before-write filter
+ * above the source and creates the job on it (state created; it runs in
+ * the source's context).  Refuses a source or target used by another
+ * job, different sizes, a read-only target, a target that cannot move.
  * Returns the job or NULL with errp set (graph unchanged).
  */
 BlockJob *backup_job_create(const BackupParams *p, JobTxn *txn,
                             Error **errp);
-/* Waits until no request is in flight on any of the jobs' sources, then
- * fixes their point in time together (no yield in between).  Call once,
- * before job_start(). */
+/* Fixes the jobs' point in time together: holds new writes to every
+ * source (block_copy_gate_writes, in each source's context), waits for
+ * the writes in flight, sets the bitmaps, lets the writes go on.  Call
+ * once, before job_start(); main thread, in or out of a coroutine. */
 void backup_jobs_activate(BlockJob **jobs, size_t n);
 
 #endif

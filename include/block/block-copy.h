@@ -8,16 +8,22 @@
  * task; whoever needs it (a guest write) waits for the task.  A failed task
  * sets its bits again, so the range is retried by whoever comes next.
  *
- * Cluster size = max(64 KiB, the target's request alignment).  The engine
+ * Cluster size (the bitmap's granule) = max(4 KiB, both nodes' request
+ * alignment).  Small, because a guest write into a range not copied yet
+ * has to copy that whole granule first: with 64 KiB a 4 KiB random write
+ * copied 16 times its size before it could proceed.  The background loop
+ * is not affected: it claims runs of up to max_chunk bytes.  The engine
  * skips what need not be written: unallocated areas for sync=top
  * (allocation-mode block status), zero areas (mapping-mode block status
  * and buffer_is_zero on what was read).  When the target reads as zeroes
  * at the start (a fresh sparse file, a fresh NBD export), zero areas are
  * not written at all; otherwise they become write-zeroes with MAY_UNMAP.
  *
- * Threads: everything runs in the source's AioContext (the target must be
- * in the same one); the control-plane calls (new/free/set_*) in the main
- * thread with no task in flight.
+ * Threads: everything runs in the source's AioContext, an iothread's or
+ * the main one (the target must be in the same one: the backup job moves
+ * it there); the control-plane calls (new/free/set_*) in the main thread
+ * with no task in flight, or, for a source in an iothread whose guest
+ * may be writing, inside that context (aio_run_in_context).
  */
 #ifndef BLOCK_BLOCK_COPY_H
 #define BLOCK_BLOCK_COPY_H
@@ -26,7 +32,7 @@
 
 typedef struct BlockCopyState BlockCopyState;
 
-#define BLOCK_COPY_MIN_CLUSTER (64 * 1024)
+#define BLOCK_COPY_MIN_CLUSTER (4 * 1024)
 #define BLOCK_COPY_DEFAULT_WORKERS 16
 #define BLOCK_COPY_DEFAULT_CHUNK (1024 * 1024)
 #define BLOCK_COPY_DEFAULT_CBW_BUFFER (32 * 1024 * 1024)
@@ -40,6 +46,10 @@ typedef struct BlockCopyOptions {
      * written to the target in the background (0: write through: the guest
      * write waits for the target write). */
     int64_t cbw_buffer_size;
+    /* Copy data areas with bdrv_co_copy_range() (copy_file_range between
+     * two local files) instead of reading and writing them; falls back to
+     * read + write for good at the first -ENOTSUP. */
+    bool use_copy_range;
 } BlockCopyOptions;
 
 /* Called after each successfully finished range (copied or skipped),
@@ -72,6 +82,9 @@ void block_copy_set_target_zero(BlockCopyState *s, bool zero);
 /* True if block status says the whole target reads as zeroes (main
  * thread or the source's context, in or out of a coroutine). */
 bool block_copy_probe_target_zero(BlockCopyState *s);
+/* True while copy offload is on: asked for (use_copy_range) and not
+ * refused by the pair yet. */
+bool block_copy_uses_copy_range(const BlockCopyState *s);
 /* Max tasks in flight for the background loop (>= 1). */
 void block_copy_set_max_workers(BlockCopyState *s, int n);
 
@@ -89,11 +102,27 @@ int coroutine_fn block_copy_before_write(BlockCopyState *s, int64_t offset,
 /*
  * The background step: claims the first dirty run at or after *pos (at
  * most max_chunk bytes) and starts a worker coroutine copying it; *pos
- * moves past the run and wraps to 0 at the end.  Returns the bytes
- * claimed, or 0 when nothing is dirty.  Waits first while max_workers
+ * moves past the run and wraps to 0 at the end.  A run that needs no
+ * write (holes to a target that reads as zeroes, unallocated areas for
+ * sync=top) is instead marked done at once, up to 1 GiB of it.  Returns
+ * the bytes claimed or skipped, or 0 when nothing is dirty.  Waits first while max_workers
  * tasks are in flight.  Coroutine, source's context.
  */
 int64_t coroutine_fn block_copy_start_next(BlockCopyState *s, int64_t *pos);
+/*
+ * The point in time, for a source that may be written to in its own
+ * thread while the control plane prepares the job: closes a gate that
+ * holds every new write to the source at the copy-before-write hook, then
+ * waits until no request is in flight on the source except those held
+ * there (reads are not held: a steady stream of them delays this).  With
+ * the gates of all sources of a transaction closed, set their bitmaps
+ * (bdrv_cbw_activate) and open them again: the writes held go on, each
+ * copying old data first.  Coroutine in the source's context.
+ */
+void coroutine_fn block_copy_gate_writes(BlockCopyState *s);
+/* Lets the held writes go on.  Source's context. */
+void block_copy_open_gate(BlockCopyState *s);
+
 /* Waits until no background task and no buffered write is in flight. */
 void coroutine_fn block_copy_wait_all(BlockCopyState *s);
 

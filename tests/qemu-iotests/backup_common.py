@@ -121,3 +121,4 @@ def _wait_end(vm, job_id, show_status, hide_offset):
 def io(vm, device, cmd):
     """x-blockdev-io on device; logs nothing, returns the output."""
     return vm.command('x-blockdev-io', device=device, command=cmd)['output']
+

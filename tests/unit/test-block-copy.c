@@ -5,8 +5,9 @@
  * equal to the source and keeps it sparse, a write through the filter
  * copies old data first (once per cluster), a write racing the
  * background workers still leaves the point-in-time content, sync=top
- * skips unallocated areas, a failing target hands its ranges back, and
- * truncate is refused while the filter is on.
+ * skips unallocated areas, a failing target hands its ranges back,
+ * truncate is refused while the filter is on, and the activation gate
+ * gives an exact point in time with writes in flight.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -127,7 +128,7 @@ static void test_full_copy_sparse(void)
     g_autofree uint8_t *a = NULL, *b = NULL;
     int64_t progress = 0;
 
-    g_assert_cmpint(block_copy_cluster_size(bcs), ==, 64 * 1024);
+    g_assert_cmpint(block_copy_cluster_size(bcs), ==, 4096);
     g_assert_true(block_copy_probe_target_zero(bcs));
     block_copy_set_target_zero(bcs, true);
     block_copy_set_progress(bcs, progress_count, &progress);
@@ -177,8 +178,11 @@ static void test_cbw_filter_write(void)
     g_autofree uint8_t *t = NULL, *s2 = NULL, *buf = g_malloc(4096);
     int64_t cs = 64 * 1024;
 
+    g_assert_cmpint(block_copy_cluster_size(bdrv_cbw_get_block_copy(f)), ==,
+                    4096);
     memset(buf, 0xee, 4096);
-    /* Inside cluster 1, twice: the second write copies nothing more. */
+    /* Inside [64 KiB, 72 KiB) (two 4 KiB granules), twice: the second
+     * write copies nothing more. */
     g_assert_cmpint(bdrv_pwrite(f, cs + 100, 4096, buf, 0), ==, 0);
     g_assert_cmpint(bdrv_pwrite(f, cs + 200, 4096, buf, 0), ==, 0);
     /* The partial last cluster, through the source directly: the hook
@@ -186,10 +190,15 @@ static void test_cbw_filter_write(void)
     g_assert_cmpint(bdrv_pwrite(src, IMG_SIZE - 4096, 4096, buf, 0), ==, 0);
     t = read_all(dst);
     s2 = read_all(src);
-    g_assert_true(memcmp(t + cs, orig + cs, cs) == 0);
+    g_assert_true(memcmp(t + cs, orig + cs, 8192) == 0);
     g_assert_true(memcmp(t + 8 * MiB, orig + 8 * MiB, 4096) == 0);
     for (int64_t i = 0; i < cs; i++) {
-        g_assert_cmpint(t[i], ==, 0);            /* untouched cluster 0 */
+        g_assert_cmpint(t[i], ==, 0);            /* untouched 0-64 KiB */
+    }
+    /* Only the granules the write touched were copied (the source has
+     * data there): a 4 KiB write costs 8 KiB of copy here, not 64. */
+    for (int64_t i = cs + 8192; i < 2 * cs; i++) {
+        g_assert_cmpint(t[i], ==, 0);
     }
     g_assert_cmpint(s2[cs + 100], ==, 0xee);
     g_assert_cmpint(s2[cs + 4295], ==, 0xee);
@@ -262,6 +271,111 @@ static void test_race_point_in_time(gconstpointer opaque)
     g_assert_true(memcmp(t, orig, IMG_SIZE) == 0);
     bdrv_cbw_drop(f);
     g_assert_null(bdrv_find_node("race-cbw"));
+    bdrv_unref(src);
+    bdrv_unref(dst);
+}
+
+static void coroutine_fn gate_entry(void *opaque)
+{
+    Run *r = opaque;
+
+    block_copy_gate_writes(r->bcs);
+    r->done = true;
+}
+
+/* The activation gate: closing it waits for a write that passed the hook
+ * before (it belongs before the point in time), a write issued after
+ * waits at the gate until the bitmap is set, then copies old data
+ * first.  The target ends with the first write's data and without the
+ * second's. */
+static void test_gate_point_in_time(void)
+{
+    BlockDriverState *src = make_image("gate-src", true);
+    BlockDriverState *dst = make_image("gate-dst", false);
+    BlockCopyOptions o = { .max_workers = 2 };
+    BlockDriverState *f = bdrv_cbw_append(src, dst, NULL, &o, &error_abort);
+    BlockCopyState *bcs = bdrv_cbw_get_block_copy(f);
+    g_autofree uint8_t *want = read_all(src);
+    g_autofree uint8_t *t = NULL, *s2 = NULL;
+    Writer w1 = { .bs = f, .offset = 0, .bytes = 64 * 1024 };
+    Writer w2 = { .bs = f, .offset = 32 * 1024, .bytes = 64 * 1024 };
+    Run gate = { .bcs = bcs };
+
+    w1.buf = g_malloc(w1.bytes);
+    w2.buf = g_malloc(w2.bytes);
+    memset(w1.buf, 0x61, w1.bytes);
+    memset(w2.buf, 0x62, w2.bytes);
+    memset(want, 0x61, w1.bytes);
+    /* w1 passes the (inactive) hook and waits for the file. */
+    coroutine_enter(coroutine_create(writer_entry, &w1));
+    g_assert_false(w1.done);
+    coroutine_enter(coroutine_create(gate_entry, &gate));
+    AIO_WAIT_WHILE(aio_main_context(), !gate.done);
+    g_assert_true(w1.done);
+    coroutine_enter(coroutine_create(writer_entry, &w2));
+    for (int i = 0; i < 20; i++) {
+        aio_poll(aio_main_context(), false);
+    }
+    g_assert_false(w2.done);                     /* held at the gate */
+    bdrv_cbw_activate(f);
+    block_copy_open_gate(bcs);
+    AIO_WAIT_WHILE(aio_main_context(), !w2.done);
+    run_background(bcs);
+    t = read_all(dst);
+    g_assert_true(memcmp(t, want, IMG_SIZE) == 0);
+    s2 = read_all(src);
+    g_assert_cmpint(s2[0], ==, 0x61);
+    g_assert_cmpint(s2[32 * 1024], ==, 0x62);
+    bdrv_cbw_drop(f);
+    g_free(w1.buf);
+    g_free(w2.buf);
+    bdrv_unref(src);
+    bdrv_unref(dst);
+}
+
+/* use_copy_range between two raw/file nodes: the data areas go through
+ * copy_file_range (offload still on at the end), the target equals the
+ * source and holes stay holes; a guest write racing it still leaves the
+ * point-in-time content.  To a null-co target the first attempt is
+ * refused (-ENOTSUP): offload turns off and read + write copy the rest. */
+static void test_copy_range(void)
+{
+    BlockDriverState *src = make_image("cr-src", true);
+    BlockDriverState *dst = make_image("cr-dst", false);
+    BlockCopyOptions o = { .max_workers = 2, .max_chunk = MiB,
+                           .use_copy_range = true };
+    BlockDriverState *f = bdrv_cbw_append(src, dst, NULL, &o, &error_abort);
+    BlockCopyState *bcs = bdrv_cbw_get_block_copy(f);
+    g_autofree uint8_t *orig = read_all(src);
+    g_autofree uint8_t *t = NULL, *buf = g_malloc(8192);
+    g_autofree char *json = g_strdup_printf(
+        "{'driver': 'null-co', 'node-name': 'cr-null', 'size': %d, "
+        "'read-zeroes': true}", IMG_SIZE);
+    BlockDriverState *null_dst;
+    Writer w = { .bs = f, .offset = 7 * MiB + 512, .bytes = 8192 };
+
+    block_copy_set_target_zero(bcs, block_copy_probe_target_zero(bcs));
+    bdrv_cbw_activate(f);
+    w.buf = buf;
+    memset(buf, 0x77, 8192);
+    coroutine_enter(coroutine_create(writer_entry, &w));
+    run_background(bcs);
+    AIO_WAIT_WHILE(aio_main_context(), !w.done);
+    g_assert_true(block_copy_uses_copy_range(bcs));
+    t = read_all(dst);
+    g_assert_true(memcmp(t, orig, IMG_SIZE) == 0);
+    g_assert_cmpint(allocated_bytes("cr-dst"), <=, IMG_SIZE - 2 * MiB);
+    bdrv_cbw_drop(f);
+
+    null_dst = open_json(json);
+    f = bdrv_cbw_append(src, null_dst, NULL, &o, &error_abort);
+    bcs = bdrv_cbw_get_block_copy(f);
+    bdrv_cbw_activate(f);
+    run_background(bcs);
+    g_assert_false(block_copy_uses_copy_range(bcs));
+    g_assert_cmpint(block_copy_dirty_bytes(bcs), ==, 0);
+    bdrv_cbw_drop(f);
+    bdrv_unref(null_dst);
     bdrv_unref(src);
     bdrv_unref(dst);
 }
@@ -350,6 +464,9 @@ int main(int argc, char **argv)
                          GINT_TO_POINTER(0), test_race_point_in_time);
     g_test_add_data_func("/block-copy/race/buffered",
                          GINT_TO_POINTER(4 * MiB), test_race_point_in_time);
+    g_test_add_func("/block-copy/gate-point-in-time",
+                    test_gate_point_in_time);
+    g_test_add_func("/block-copy/copy-range", test_copy_range);
     g_test_add_func("/block-copy/skip-unallocated", test_skip_unallocated);
     g_test_add_func("/block-copy/target-error", test_target_error);
     ret = g_test_run();
