@@ -408,6 +408,18 @@ static char *put_u64(char *p, uint64_t v)
     char tmp[20];
     int n = 0;
 
+    /* Most counters of most devices are 0. */
+    if (v < 10) {
+        *p = '0' + v;
+        return p + 1;
+    }
+    /* The schema's members are 'int' (int64), as the generated code
+     * prints them: a counter past INT64_MAX wraps to negative. */
+    if (v > INT64_MAX) {
+        *p++ = '-';
+        v = -v;
+    }
+
     do {
         tmp[n++] = '0' + v % 10;
         v /= 10;
@@ -472,29 +484,29 @@ static const struct {
 /* Room for one BlockDeviceStats without timed stats and histograms. */
 #define STATS_JSON_MAX 1400
 
+#define LOAD(p) __atomic_load_n((p), __ATOMIC_RELAXED)
+
 static void out_device_stats(GString *buf, const BlockAcctStats *s)
 {
-    BlockAcctStats c;
     int64_t idle = block_acct_idle_time_ns(s);
     uint64_t v1[G_N_ELEMENTS(stats_keys1)], v2[G_N_ELEMENTS(stats_keys2)];
     char *p;
 
-    block_acct_snapshot(s, &c);
+    /* Loaded straight into schema order: no intermediate snapshot, one
+     * pass over the counters' cache lines. */
+    v1[0] = LOAD(&s->nr_bytes[BLOCK_ACCT_READ]);
+    v1[1] = LOAD(&s->nr_bytes[BLOCK_ACCT_WRITE]);
+    v1[2] = LOAD(&s->nr_bytes[BLOCK_ACCT_UNMAP]);
     for (int t = 0; t < BLOCK_ACCT__MAX; t++) {
-        v2[t] = c.failed_ops[t];
-        v2[4 + t] = c.invalid_ops[t];
+        v1[3 + t] = LOAD(&s->nr_ops[t]);
+        v1[7 + t] = LOAD(&s->total_time_ns[t]);
+        v2[t] = LOAD(&s->failed_ops[t]);
+        v2[4 + t] = LOAD(&s->invalid_ops[t]);
     }
-    v1[0] = c.nr_bytes[BLOCK_ACCT_READ];
-    v1[1] = c.nr_bytes[BLOCK_ACCT_WRITE];
-    v1[2] = c.nr_bytes[BLOCK_ACCT_UNMAP];
-    for (int t = 0; t < BLOCK_ACCT__MAX; t++) {
-        v1[3 + t] = c.nr_ops[t];
-        v1[7 + t] = c.total_time_ns[t];
-    }
-    v1[11] = c.wr_highest_offset;
-    v1[12] = c.merged[BLOCK_ACCT_READ];
-    v1[13] = c.merged[BLOCK_ACCT_WRITE];
-    v1[14] = c.merged[BLOCK_ACCT_UNMAP];
+    v1[11] = LOAD(&s->wr_highest_offset);
+    v1[12] = LOAD(&s->merged[BLOCK_ACCT_READ]);
+    v1[13] = LOAD(&s->merged[BLOCK_ACCT_WRITE]);
+    v1[14] = LOAD(&s->merged[BLOCK_ACCT_UNMAP]);
 
     p = out_reserve(buf, STATS_JSON_MAX);
     for (size_t i = 0; i < G_N_ELEMENTS(stats_keys1); i++) {

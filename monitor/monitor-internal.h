@@ -55,7 +55,10 @@ struct Monitor {
     Coroutine *dispatch_co; /* running dispatcher, or NULL */
     GString *out;           /* output; bytes from out_sent on are unsent */
     size_t out_sent;
-    GString *ret;           /* scratch: a command's return value */
+    GString *ret;           /* the success reply being composed
+                             * ({"return": value...); swapped with out
+                             * when no output is pending, so it is never
+                             * copied */
     GString *reply;         /* scratch: one reply line */
 };
 

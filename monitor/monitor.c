@@ -9,9 +9,13 @@
  * buffer -> send().  Requests of one client run strictly in order; a
  * handler that yields lets the main loop serve other clients.
  *
- * Speed: a reply is composed in per-client scratch buffers that are
- * reused, and written with a single send() when the socket accepts it.
- * Only when the kernel buffer is full does the client get a write handler.
+ * Speed: a reply is composed in place in a reused per-client buffer (the
+ * marshaller appends the return value right after "{"return": "), which
+ * then becomes the output buffer by a swap when no older output waits, so
+ * a reply of megabytes is never copied in user space.  It is written with
+ * a single send() when the socket accepts it (the send buffer is enlarged
+ * for that); only when the kernel buffer is full does the client get a
+ * write handler.
  *
  * Everything here runs in the main thread (main AioContext).
  */
@@ -208,21 +212,22 @@ static void monitor_send_line(Monitor *mon, const char *line, size_t len)
     monitor_end_line(mon);
 }
 
-/* Appends the reply envelope around ret (or err) and the request's id. */
-static void monitor_build_reply(GString *r, const json_t *id,
-                                const GString *ret, const Error *err)
+/*
+ * A success reply is composed in mon->ret: the envelope's opening goes in
+ * first and the marshaller appends the return value after it, so the value
+ * is never copied to be wrapped.
+ */
+#define RETURN_OPEN "{\"return\": "
+#define RETURN_OPEN_LEN (sizeof(RETURN_OPEN) - 1)
+
+/* Appends an error reply line (without "\r\n") for err and id to r. */
+static void monitor_build_error(GString *r, const json_t *id,
+                                const Error *err)
 {
-    if (err) {
-        g_string_append_printf(r, "{\"error\": {\"class\": \"%s\", "
-                               "\"desc\": ",
-                               error_class_name(error_get_class(err)));
-        qapi_out_str(r, error_get_pretty(err));
-        g_string_append_c(r, '}');
-    } else {
-        g_string_append(r, "{\"return\": ");
-        g_string_append_len(r, ret->len ? ret->str : "{}",
-                            ret->len ? ret->len : 2);
-    }
+    g_string_append_printf(r, "{\"error\": {\"class\": \"%s\", \"desc\": ",
+                           error_class_name(error_get_class(err)));
+    qapi_out_str(r, error_get_pretty(err));
+    g_string_append_c(r, '}');
     if (id) {
         g_string_append(r, ", \"id\": ");
         qapi_out_any(r, id);
@@ -230,26 +235,55 @@ static void monitor_build_reply(GString *r, const json_t *id,
     g_string_append_c(r, '}');
 }
 
-/*
- * Composes and sends the reply to one request.  Compact replies are built
- * straight into the output buffer, so a large return value (thousands of
- * query-blockstats entries) is copied once; pretty ones are re-indented
- * from a scratch buffer.
- */
-static void monitor_reply(Monitor *mon, const json_t *id, const GString *ret,
-                          const Error *err)
+static void monitor_reply_error(Monitor *mon, const json_t *id,
+                                const Error *err)
 {
     if (mon->fd < 0) {
         return;
     }
     if (mon->server->pretty) {
         g_string_truncate(mon->reply, 0);
-        monitor_build_reply(mon->reply, id, ret, err);
+        monitor_build_error(mon->reply, id, err);
         monitor_send_line(mon, mon->reply->str, mon->reply->len);
         return;
     }
-    monitor_build_reply(mon->out, id, ret, err);
+    monitor_build_error(mon->out, id, err);
     monitor_end_line(mon);
+}
+
+/*
+ * Closes the success reply in mon->ret (RETURN_OPEN and the value) and
+ * sends it.  When no older output is waiting, which is the rule, the
+ * finished line becomes the output buffer by a swap of the two buffers:
+ * a reply of megabytes (query-blockstats of thousands of nodes) is then
+ * written once, by the marshaller, and never copied in user space.
+ */
+static void monitor_reply_return(Monitor *mon, const json_t *id)
+{
+    GString *r = mon->ret;
+
+    if (mon->fd < 0) {
+        return;
+    }
+    if (r->len == RETURN_OPEN_LEN) {
+        g_string_append_len(r, "{}", 2);
+    }
+    if (id) {
+        g_string_append(r, ", \"id\": ");
+        qapi_out_any(r, id);
+    }
+    g_string_append_c(r, '}');
+    if (mon->server->pretty) {
+        monitor_send_line(mon, r->str, r->len);
+    } else if (monitor_unsent(mon) == 0) {
+        mon->ret = mon->out;
+        mon->out = r;
+        mon->out_sent = 0;
+        monitor_end_line(mon);
+    } else {
+        g_string_append_len(mon->out, r->str, r->len);
+        monitor_end_line(mon);
+    }
 }
 
 /* ---- dispatch ---- */
@@ -261,14 +295,17 @@ static void coroutine_fn monitor_handle_request(Monitor *mon,
     Error *err = NULL;
 
     g_string_truncate(mon->ret, 0);
+    g_string_append_len(mon->ret, RETURN_OPEN, RETURN_OPEN_LEN);
     if (req->err) {
         err = g_steal_pointer(&req->err);
     } else {
         qmp_dispatch(mon, req->value, mon->ret, &id, &err);
     }
-    monitor_reply(mon, id, mon->ret, err);
     if (err) {
+        monitor_reply_error(mon, id, err);
         error_free(err);
+    } else {
+        monitor_reply_return(mon, id);
     }
 }
 
@@ -420,11 +457,24 @@ static void monitor_emit_event(const char *event, const char *data_json)
 
 /* ---- servers ---- */
 
+/*
+ * The socket send buffer asked for: room for a whole large reply (a
+ * query-blockstats of a thousand nodes is about 1.3 MB), so that it leaves
+ * in one send() and the client wakes up once to read it, instead of both
+ * sides taking turns in the default buffer (about 200 KB), a context
+ * switch pair per turn.  The kernel caps it at net.core.wmem_max and
+ * charges only the bytes queued, so an idle client costs nothing.
+ */
+#define MONITOR_SNDBUF (4 * 1024 * 1024)
+
 static void monitor_new_client(QmpServer *srv, int fd)
 {
     Monitor *mon = g_new0(Monitor, 1);
     const char *greeting = monitor_greeting();
+    int sndbuf = MONITOR_SNDBUF;
 
+    /* Best effort: a smaller buffer only means more turns. */
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
     mon->server = srv;
     mon->fd = fd;
     mon->refcnt = 1;

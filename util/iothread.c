@@ -39,11 +39,25 @@ static GPtrArray *iothreads;
 
 static IOThread *iothread_find_locked(const char *id);
 
+/*
+ * Names the calling thread "IO <id>" (what QEMU calls its iothreads), cut
+ * to the kernel's 15 characters, so that top -H, pidstat -t, perf and
+ * /proc/PID/task/TID/comm tell the data plane from the main loop.
+ */
+static void iothread_set_name(IOThread *t)
+{
+    char name[16];
+
+    g_snprintf(name, sizeof(name), "IO %s", t->id);
+    pthread_setname_np(pthread_self(), name);
+}
+
 static void *iothread_run(void *opaque)
 {
     IOThread *t = opaque;
 
     aio_context_set_current(t->ctx);
+    iothread_set_name(t);
     g_mutex_lock(&t->start_lock);
     t->thread_id = (int)syscall(SYS_gettid);
     t->started = true;

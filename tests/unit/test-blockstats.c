@@ -250,6 +250,32 @@ static void test_writers_agree(void)
     bdrv_unref(bare);
 }
 
+/* Counter values at the edges of the fast writer's number formatting (one
+ * digit, two digits, the int64 limit of the schema's 'int' members and past
+ * it) print as the generated code prints them. */
+static void test_writers_agree_on_numbers(void)
+{
+    BlockDriverState *bs = open_null("nums", false);
+    BlockAcctStats *s = bdrv_get_stats(bs);
+    const uint64_t values[] = { 9, 10, 99, 100, 1000000007,
+                                (uint64_t)INT64_MAX * 2, UINT64_MAX };
+
+    for (int t = 0; t < BLOCK_ACCT__MAX; t++) {
+        block_acct_merge_done(s, t, 9);
+        block_acct_invalid(s, t);
+    }
+    for (size_t i = 0; i < G_N_ELEMENTS(values); i++) {
+        BlockAcctCookie c;
+
+        /* A single done request of values[i] bytes per kind. */
+        block_acct_start(s, &c, (int64_t)(values[i] / 2), i % 4);
+        block_acct_done(s, &c);
+    }
+    block_acct_highest_offset(s, UINT64_MAX);
+    compare_writers(true, false, NULL, NULL);
+    bdrv_unref(bs);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -260,5 +286,7 @@ int main(int argc, char **argv)
                     test_boundaries_checked);
     g_test_add_func("/blockstats/interval-values", test_interval_values);
     g_test_add_func("/blockstats/writers-agree", test_writers_agree);
+    g_test_add_func("/blockstats/writers-agree-on-numbers",
+                    test_writers_agree_on_numbers);
     return g_test_run();
 }
