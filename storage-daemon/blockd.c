@@ -25,6 +25,7 @@
 #include "block/block-backend.h"
 #include "block/block.h"
 #include "block/export.h"
+#include "block/nbd.h"
 #include "job.h"
 #include "monitor/metrics-server.h"
 #include "monitor/monitor.h"
@@ -346,8 +347,10 @@ static bool opt_nbd_server(const char *opt, const char *arg, Error **errp)
     }
     ok = visit_in_NbdServerOptions(obj, &root, &no, errp);
     json_decref(obj);
-    return ok && nbd_server_start(no->addr, no->has_max_connections ?
-                                  no->max_connections : 0, errp);
+    return ok && nbd_server_start_with_limits(
+        no->addr, no->has_max_connections ? no->max_connections : 0,
+        no->has_handshake_max_seconds ? no->handshake_max_seconds :
+        NBD_DEFAULT_HANDSHAKE_MAX_SECS, errp);
 }
 
 static bool opt_export(const char *opt, const char *arg, Error **errp)
