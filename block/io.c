@@ -1131,10 +1131,11 @@ int coroutine_fn bdrv_co_block_status(BlockDriverState *bs, bool want_zero,
         g_assert(local_file && local_file != bs);
         ret = bdrv_co_block_status(local_file, want_zero, local_map, *pnum,
                                    pnum, &local_map, &local_file);
-        ret &= ~BDRV_BLOCK_EOF;
         if (ret < 0) {
             goto out;
         }
+        /* EOF is judged at this node's end below, not the file's. */
+        ret &= ~BDRV_BLOCK_EOF;
     } else {
         if (ret & (BDRV_BLOCK_DATA | BDRV_BLOCK_ZERO)) {
             ret |= BDRV_BLOCK_ALLOCATED;

@@ -445,13 +445,15 @@ static int img_map(int argc, char **argv)
         print_map_entry(&cur, json, first);
         first = false;
     }
-    if (json && first) {
+    if (json && first && ret >= 0) {
         /* An empty image: one empty entry, as qemu-img prints it. */
         MapEntry none = { .filename = "" };
 
         print_map_entry(&none, true, true);
+        first = false;
     }
-    if (json) {
+    if (json && !first) {
+        /* Closes the list; an error before any entry printed nothing. */
         printf("]\n");
     }
     blk_unref(blk);
