@@ -852,6 +852,54 @@ static void copy_range_account(BlockAcctStats *stats, BlockAcctType type,
     }
 }
 
+/*
+ * The common start of one copy-range leg on bs (the source as a read, the
+ * destination as a write): checks, counts a refusal other than -ENOTSUP
+ * as invalid, then tracks the request.  On success the caller must end
+ * it with copy_range_leg_end().
+ */
+static int coroutine_fn copy_range_leg_begin(BlockDriverState *bs,
+                                             BdrvTrackedRequest *req,
+                                             int64_t offset, int64_t bytes,
+                                             bool is_write,
+                                             BdrvRequestFlags flags,
+                                             int64_t *start_ns)
+{
+    int ret = copy_range_check(bs, offset, bytes, is_write);
+
+    if (ret < 0) {
+        if (ret != -ENOTSUP) {
+            block_acct_invalid(&bs->stats, is_write ? BLOCK_ACCT_WRITE
+                                                    : BLOCK_ACCT_READ);
+        }
+        return ret;
+    }
+    bs->in_flight++;
+    *start_ns = clock_ns();
+    /* No data vector: write hooks see a write of unknown content, as with
+     * write-zeroes, and must copy the old data away first. */
+    tracked_begin(req, bs, offset, bytes,
+                  is_write ? BDRV_TRACKED_WRITE : BDRV_TRACKED_READ,
+                  flags, NULL);
+    if (flags & BDRV_REQ_SERIALISING) {
+        tracked_set_serialising(req, bs->bl.request_alignment);
+    }
+    if (is_write || !(flags & BDRV_REQ_NO_SERIALISING)) {
+        wait_serialising(req);
+    }
+    return 0;
+}
+
+static void copy_range_leg_end(BlockDriverState *bs, BdrvTrackedRequest *req,
+                               bool is_write, int64_t start_ns, int ret)
+{
+    copy_range_account(&bs->stats,
+                       is_write ? BLOCK_ACCT_WRITE : BLOCK_ACCT_READ,
+                       req->bytes, start_ns, ret);
+    tracked_end(req);
+    bs->in_flight--;
+}
+
 int coroutine_fn bdrv_co_copy_range_from(BlockDriverState *src,
                                          int64_t src_offset,
                                          BlockDriverState *dst,
@@ -861,31 +909,18 @@ int coroutine_fn bdrv_co_copy_range_from(BlockDriverState *src,
 {
     BdrvTrackedRequest req;
     int64_t start_ns;
-    int ret = copy_range_check(src, src_offset, bytes, false);
+    int ret;
 
-    if (ret < 0) {
-        if (ret != -ENOTSUP) {
-            block_acct_invalid(&src->stats, BLOCK_ACCT_READ);
-        }
-        return ret;
-    }
     g_assert(!((read_flags & BDRV_REQ_SERIALISING) &&
                (read_flags & BDRV_REQ_NO_SERIALISING)));
-    src->in_flight++;
-    start_ns = clock_ns();
-    tracked_begin(&req, src, src_offset, bytes, BDRV_TRACKED_READ,
-                  read_flags, NULL);
-    if (read_flags & BDRV_REQ_SERIALISING) {
-        tracked_set_serialising(&req, src->bl.request_alignment);
-    }
-    if (!(read_flags & BDRV_REQ_NO_SERIALISING)) {
-        wait_serialising(&req);
+    ret = copy_range_leg_begin(src, &req, src_offset, bytes, false,
+                               read_flags, &start_ns);
+    if (ret < 0) {
+        return ret;
     }
     ret = src->drv->co_copy_range_from(src, src_offset, dst, dst_offset,
                                        bytes, read_flags, write_flags);
-    copy_range_account(&src->stats, BLOCK_ACCT_READ, bytes, start_ns, ret);
-    tracked_end(&req);
-    src->in_flight--;
+    copy_range_leg_end(src, &req, false, start_ns, ret);
     return ret;
 }
 
@@ -898,24 +933,12 @@ int coroutine_fn bdrv_co_copy_range_to(BlockDriverState *src,
 {
     BdrvTrackedRequest req;
     int64_t start_ns;
-    int ret = copy_range_check(dst, dst_offset, bytes, true);
+    int ret = copy_range_leg_begin(dst, &req, dst_offset, bytes, true,
+                                   write_flags, &start_ns);
 
     if (ret < 0) {
-        if (ret != -ENOTSUP) {
-            block_acct_invalid(&dst->stats, BLOCK_ACCT_WRITE);
-        }
         return ret;
     }
-    dst->in_flight++;
-    start_ns = clock_ns();
-    /* No data vector: hooks see a write of unknown content, as with
-     * write-zeroes, and must copy the old data away first. */
-    tracked_begin(&req, dst, dst_offset, bytes, BDRV_TRACKED_WRITE,
-                  write_flags, NULL);
-    if (write_flags & BDRV_REQ_SERIALISING) {
-        tracked_set_serialising(&req, dst->bl.request_alignment);
-    }
-    wait_serialising(&req);
     ret = run_write_hooks(&req);
     if (ret == 0) {
         ret = dst->drv->co_copy_range_to(dst, src, src_offset, dst_offset,
@@ -924,9 +947,7 @@ int coroutine_fn bdrv_co_copy_range_to(BlockDriverState *src,
     if (ret == 0) {
         block_acct_highest_offset(&dst->stats, dst_offset + bytes);
     }
-    copy_range_account(&dst->stats, BLOCK_ACCT_WRITE, bytes, start_ns, ret);
-    tracked_end(&req);
-    dst->in_flight--;
+    copy_range_leg_end(dst, &req, true, start_ns, ret);
     return ret;
 }
 
