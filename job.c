@@ -401,14 +401,12 @@ void job_enter(Job *job)
     job_enter_cond(job, NULL);
 }
 
-static bool job_timer_pending(Job *job)
-{
-    return job->sleep_timer && timer_pending(job->sleep_timer);
-}
-
+/* Not the timer's own pending flag: the timer belongs to the job's
+ * context, whose thread clears that flag when it fires, while this runs
+ * in the main thread under the job lock. */
 static bool job_timer_not_pending(Job *job)
 {
-    return !job_timer_pending(job);
+    return !job->sleeping;
 }
 
 /* Parks the coroutine until job_enter_cond() (or the sleep timer at
@@ -419,11 +417,13 @@ static void coroutine_fn job_do_yield_locked(Job *job, int64_t deadline_ns)
     if (deadline_ns >= 0) {
         timer_mod_ns(job->sleep_timer, deadline_ns);
     }
+    job->sleeping = deadline_ns >= 0;
     job->busy = false;
     job_unlock();
     coroutine_yield();
     job_lock();
     g_assert(job->busy);
+    job->sleeping = false;
     if (job->sleep_timer) {
         timer_del(job->sleep_timer);
     }

@@ -27,6 +27,7 @@ struct BlockBackend {
     bool has_perm;
     uint64_t perm, shared;
     BlockAcctStats stats;
+    /* Node's context (blk_drained_begin/end hop there). */
     int quiesce_counter;         /* > 0: new requests wait in queued */
     CoQueue queued;
     unsigned in_flight;
@@ -137,21 +138,50 @@ static char *blk_user_desc(BdrvChild *c)
     return g_strdup("an unnamed block device");
 }
 
-static void blk_drained_begin(BdrvChild *c)
+/*
+ * The quiesce counter and the queue of waiting requests belong to the
+ * context of the backend's node: its request coroutines read the one and
+ * append to the other without a lock.  Drain begins and ends in the main
+ * thread, so the change runs in that context while we wait (directly
+ * when we already are there).
+ */
+static void blk_run_in_owner(BlockBackend *blk, CoroutineEntry *fn)
 {
-    BlockBackend *blk = bdrv_child_get_opaque(c);
+    BlockDriverState *bs = blk_bs(blk);
+    AioContext *ctx = bs ? bdrv_get_aio_context(bs) : aio_main_context();
+
+    if (ctx == current_aio_context()) {
+        fn(blk);
+        return;
+    }
+    aio_run_in_context(ctx, fn, blk);
+}
+
+static void coroutine_fn blk_quiesce_co(void *opaque)
+{
+    BlockBackend *blk = opaque;
 
     blk->quiesce_counter++;
 }
 
-static void blk_drained_end(BdrvChild *c)
+static void coroutine_fn blk_unquiesce_co(void *opaque)
 {
-    BlockBackend *blk = bdrv_child_get_opaque(c);
+    BlockBackend *blk = opaque;
 
     g_assert(blk->quiesce_counter > 0);
     if (--blk->quiesce_counter == 0) {
         co_queue_restart_all(&blk->queued);
     }
+}
+
+static void blk_drained_begin(BdrvChild *c)
+{
+    blk_run_in_owner(bdrv_child_get_opaque(c), blk_quiesce_co);
+}
+
+static void blk_drained_end(BdrvChild *c)
+{
+    blk_run_in_owner(bdrv_child_get_opaque(c), blk_unquiesce_co);
 }
 
 static const BdrvChildClass blk_child_class = {

@@ -1129,6 +1129,39 @@ static bool bdrv_tree_drivers_movable(GPtrArray *set, AioContext *ctx,
     return true;
 }
 
+static void coroutine_fn bdrv_detach_co(void *opaque)
+{
+    BlockDriverState *bs = opaque;
+
+    bs->drv->detach_aio_context(bs);
+}
+
+static void coroutine_fn bdrv_attach_co(void *opaque)
+{
+    BlockDriverState *bs = opaque;
+
+    bs->drv->attach_aio_context(bs, bs->ctx);
+}
+
+/* Runs the driver's detach (entry bdrv_detach_co) or attach callback, if
+ * it has one, in ctx's thread: the fd handlers and timers it moves
+ * belong to that thread.  Waits for it. */
+static void bdrv_tell_driver(BlockDriverState *bs, AioContext *ctx,
+                             CoroutineEntry *entry)
+{
+    bool has = entry == bdrv_detach_co ? bs->drv->detach_aio_context != NULL
+                                       : bs->drv->attach_aio_context != NULL;
+
+    if (!has) {
+        return;
+    }
+    if (ctx == current_aio_context()) {
+        entry(bs);
+        return;
+    }
+    aio_run_in_context(ctx, entry, bs);
+}
+
 bool bdrv_try_change_aio_context(BlockDriverState *bs, AioContext *ctx,
                                  void *ignore_parent, Error **errp)
 {
@@ -1158,7 +1191,9 @@ bool bdrv_try_change_aio_context(BlockDriverState *bs, AioContext *ctx,
 
         /* The drain above covered every node reachable from bs. */
         g_assert(n->in_flight == 0);
+        bdrv_tell_driver(n, old, bdrv_detach_co);
         n->ctx = ctx;
+        bdrv_tell_driver(n, ctx, bdrv_attach_co);
     }
     bdrv_drained_end(bs);
     return true;

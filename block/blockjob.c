@@ -7,7 +7,9 @@
  * and query-block-jobs.
  *
  * Threads: main thread, except the ratelimit functions and
- * block_job_error_action(), which run in the job's coroutine.
+ * block_job_error_action(), which run in the job's coroutine, and the
+ * limiter state (job->limit), which belongs to the job's context:
+ * block-job-set-speed updates it there (block_job_apply_speed).
  */
 #include <errno.h>
 #include <string.h>
@@ -242,9 +244,33 @@ void *block_job_create(const char *job_id, const BlockJobDriver *driver,
 
 /* ---- Speed ---- */
 
+/* Runs in the job's context: the limiter (and the driver's own, e.g.
+ * block-copy's) is updated there by the job coroutine without a lock. */
+static void coroutine_fn block_job_apply_speed_co(void *opaque)
+{
+    BlockJob *job = opaque;
+    const BlockJobDriver *drv = block_job_driver(job);
+
+    ratelimit_set_speed(&job->limit, (uint64_t)job->speed);
+    if (drv->set_speed) {
+        drv->set_speed(job, job->speed);
+    }
+}
+
+/* Hands job->speed to the limiters, in the job's context. */
+static void block_job_apply_speed(BlockJob *job)
+{
+    AioContext *ctx = job->job.aio_context;
+
+    if (ctx == current_aio_context()) {
+        block_job_apply_speed_co(job);
+        return;
+    }
+    aio_run_in_context(ctx, block_job_apply_speed_co, job);
+}
+
 bool block_job_set_speed(BlockJob *job, int64_t speed, Error **errp)
 {
-    const BlockJobDriver *drv = block_job_driver(job);
     int64_t old = job->speed;
 
     if (job_apply_verb(&job->job, JOB_VERB_SET_SPEED, errp)) {
@@ -255,10 +281,7 @@ bool block_job_set_speed(BlockJob *job, int64_t speed, Error **errp)
         return false;
     }
     job->speed = speed;
-    ratelimit_set_speed(&job->limit, (uint64_t)speed);
-    if (drv->set_speed) {
-        drv->set_speed(job, speed);
-    }
+    block_job_apply_speed(job);
     if (speed && speed <= old) {
         return true;
     }

@@ -26,10 +26,10 @@
  * blockdev-add): then the handshake yields to the event loop, else it
  * polls the socket.  The state has no lock: the single owner thread is
  * the rule, send_lock only orders coroutines.  The node may move to
- * another context (an export with iothread=); the core does not tell
- * drivers, so the connection follows lazily: the first entry point that
- * runs in the new context has the old one let go of the fd handler and
- * timers and installs them here (nbd_follow_context).
+ * another context (an export with iothread=): the core, with the node
+ * drained, has the old context's thread let go of the fd handler and
+ * timers (nbd_detach_aio_context) and the new one's install them again
+ * (nbd_attach_aio_context).
  *
  * Block status: one query asks for the rest of the export and the
  * extents that come back answer later calls (NBDStatusCache); callers
@@ -148,10 +148,10 @@ typedef struct BDRVNBDState BDRVNBDState;
 /*
  * A timer of the connection.  The QEMUTimer belongs to s->ctx; expire_ns
  * remembers when it is due, so that it can be re-armed in another
- * context when the node moves (see nbd_follow_context).
+ * context when the node moves (see nbd_attach_aio_context).
  */
 typedef struct NBDTimer {
-    QEMUTimer *timer;            /* in s->ctx; NULL while moving */
+    QEMUTimer *timer;            /* in s->ctx; NULL while detached */
     int64_t expire_ns;           /* 0: not armed */
     void (*cb)(BDRVNBDState *s);
     BDRVNBDState *s;
@@ -165,13 +165,10 @@ struct BDRVNBDState {
 
     /*
      * The context the connection (fd handlers, timers, connection
-     * coroutine) lives in.  It lags behind the node's context after a
-     * move until nbd_follow_context runs in the new context; only that
-     * function writes it, after the old context has let go.
+     * coroutine) lives in: the node's.  Only nbd_attach_aio_context
+     * changes it, in the new context, after the old one let go.
      */
     AioContext *ctx;
-    bool moving;                 /* nbd_follow_context under way */
-    CoQueue move_waiters;        /* requests waiting for it */
 
     /* The connection (ctx thread). */
     int fd;                      /* -1 while disconnected */
@@ -1361,14 +1358,15 @@ static void coroutine_fn nbd_connection_entry(void *opaque)
 /* ---- Following the node to another context ---- */
 
 /*
- * Runs in the connection's old context (in its thread, so nothing of
- * ours runs there meanwhile): removes the fd handler and frees the
- * timers.  The connection coroutine stays suspended where it was; the
- * waiter fields and the timers' due times say what it waits for.
+ * BlockDriver.detach_aio_context: runs in the connection's old context
+ * (in its thread, so nothing of ours runs there meanwhile), the node
+ * drained: removes the fd handler and frees the timers.  The connection
+ * coroutine stays suspended where it was; the waiter fields and the
+ * timers' due times say what it waits for.
  */
-static void coroutine_fn nbd_detach_co(void *opaque)
+static void nbd_detach_aio_context(BlockDriverState *bs)
 {
-    BDRVNBDState *s = opaque;
+    BDRVNBDState *s = bs->opaque;
 
     if (s->fd >= 0) {
         aio_set_fd_handler(s->ctx, s->fd, NULL, NULL, NULL);
@@ -1378,9 +1376,15 @@ static void coroutine_fn nbd_detach_co(void *opaque)
     nbd_timer_detach(&s->io_timer);
 }
 
-/* Installs in ctx (the caller's) what nbd_detach_co removed. */
-static void nbd_attach(BDRVNBDState *s, AioContext *ctx)
+/*
+ * BlockDriver.attach_aio_context: runs in ctx's thread after the switch:
+ * installs there what nbd_detach_aio_context removed.  The connection
+ * coroutine is resumed in s->ctx from now on (nbd_resume).
+ */
+static void nbd_attach_aio_context(BlockDriverState *bs, AioContext *ctx)
 {
+    BDRVNBDState *s = bs->opaque;
+
     s->ctx = ctx;
     nbd_timer_attach(&s->sleep_timer, ctx);
     nbd_timer_attach(&s->delay_timer, ctx);
@@ -1388,42 +1392,6 @@ static void nbd_attach(BDRVNBDState *s, AioContext *ctx)
     if (s->fd >= 0 && (s->rx_active || s->recv_waiter || s->send_waiter)) {
         nbd_update_fd_handlers(s);
     }
-}
-
-/*
- * The core moves a node's tree to another context (an export with
- * iothread=) with the tree drained and without telling the driver.  So
- * every entry point calls this first, in the node's (new) context: if
- * the connection still lives in the old context, the old context's
- * thread lets go of it (nbd_detach_co, run there while we wait) and we
- * take it over here.  Being drained, no request of ours is in flight;
- * the connection coroutine is parked waiting for the socket or a timer
- * (the old context may have run it meanwhile, e.g. on a disconnect:
- * that is fine, it was still its owner).  Later requests that arrive
- * while one of them moves the connection wait for it.  Runs in a
- * request coroutine, or in close() (main thread, outside coroutines).
- */
-static void nbd_follow_context(BlockDriverState *bs)
-{
-    BDRVNBDState *s = bs->opaque;
-    AioContext *ctx = bdrv_get_aio_context(bs);
-
-    if (G_LIKELY(s->ctx == ctx)) {
-        return;
-    }
-    if (s->moving) {
-        /* Only a coroutine can find another one half-way: close()
-         * runs drained. */
-        while (s->moving) {
-            co_queue_wait(&s->move_waiters, NULL);
-        }
-        return;
-    }
-    s->moving = true;
-    aio_run_in_context(s->ctx, nbd_detach_co, s);
-    nbd_attach(s, ctx);
-    s->moving = false;
-    co_queue_restart_all(&s->move_waiters);
 }
 
 /* ---- Request coroutines ---- */
@@ -1524,7 +1492,6 @@ static int coroutine_fn nbd_co_request(BlockDriverState *bs, uint16_t type,
     bool changes_status;
     int r;
 
-    nbd_follow_context(bs);
     req = nbd_get_slot(s);
     if (!req) {
         return -EIO;
@@ -1588,7 +1555,6 @@ static int coroutine_fn nbd_co_pwrite_zeroes(BlockDriverState *bs,
     BDRVNBDState *s = bs->opaque;
     uint16_t f = 0;
 
-    nbd_follow_context(bs);
     if (!(s->info.flags & NBD_FLAG_SEND_WRITE_ZEROES)) {
         return -ENOTSUP;
     }
@@ -1613,7 +1579,6 @@ static int coroutine_fn nbd_co_pdiscard(BlockDriverState *bs, int64_t offset,
 {
     BDRVNBDState *s = bs->opaque;
 
-    nbd_follow_context(bs);
     if (!(s->info.flags & NBD_FLAG_SEND_TRIM)) {
         return -ENOTSUP;
     }
@@ -1624,7 +1589,6 @@ static int coroutine_fn nbd_co_flush(BlockDriverState *bs)
 {
     BDRVNBDState *s = bs->opaque;
 
-    nbd_follow_context(bs);
     if (!(s->info.flags & NBD_FLAG_SEND_FLUSH)) {
         return 0;
     }
@@ -1717,7 +1681,6 @@ static int coroutine_fn nbd_co_block_status(BlockDriverState *bs,
     const NBDExtent *e;
     NBDExtent one;
 
-    nbd_follow_context(bs);
     *map = offset;
     *file = bs;
     if (!want_zero || !s->info.base_allocation) {
@@ -1887,7 +1850,6 @@ static int nbd_open(BlockDriverState *bs, const BlockdevOptions *opts,
     co_mutex_init(&s->send_lock);
     co_queue_init(&s->free_slots);
     co_queue_init(&s->connect_waiters);
-    co_queue_init(&s->move_waiters);
     co_queue_init(&s->status_waiters);
     nbd_set_limits(bs);
     bs->filename = nbd_filename(s);
@@ -1902,7 +1864,6 @@ static void nbd_close(BlockDriverState *bs)
 {
     BDRVNBDState *s = bs->opaque;
 
-    nbd_follow_context(bs);
     s->closing = true;
     nbd_timer_stop(&s->delay_timer);
     co_queue_restart_all(&s->connect_waiters);
@@ -2050,6 +2011,8 @@ const BlockDriver bdrv_nbd = {
     .is_protocol = true,
     .open = nbd_open,
     .close = nbd_close,
+    .detach_aio_context = nbd_detach_aio_context,
+    .attach_aio_context = nbd_attach_aio_context,
     .getlength = nbd_getlength,
     .co_preadv = nbd_co_preadv,
     .co_pwritev = nbd_co_pwritev,

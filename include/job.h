@@ -156,6 +156,7 @@ struct Job {
     bool paused;                /* parked in job_pause_point() */
     bool busy;                  /* running, not yielded in a pause point
                                  * or sleep */
+    bool sleeping;              /* yielded with sleep_timer armed */
 
     bool cancelled;             /* a cancel was requested */
     bool force_cancel;          /* ... and it was a forced one */

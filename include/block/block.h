@@ -317,7 +317,9 @@ AioContext *bdrv_get_aio_context(const BlockDriverState *bs);
 /*
  * Moves bs and every node reachable from it (children and node parents,
  * transitively) into ctx, together, with the nodes drained; their
- * BlockBackends follow (they use their node's context).  Main thread.
+ * BlockBackends follow (they use their node's context).  Each driver's
+ * detach_aio_context runs in the old context's thread before the switch
+ * and attach_aio_context in ctx's thread after it.  Main thread.
  * Refused (errp set, nothing changed) when another root parent than the
  * one whose opaque is ignore_parent (e.g. the caller's own backend) uses
  * one of the nodes, or when moving between two iothreads: a node has one

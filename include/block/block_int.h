@@ -279,6 +279,16 @@ struct BlockDriver {
     bool (*can_change_aio_context)(BlockDriverState *bs, AioContext *ctx,
                                    Error **errp);
     /*
+     * Told when the node's tree moves to another AioContext, with the
+     * tree drained.  detach_aio_context runs first, in the old context's
+     * thread (bs still names the old context): the driver removes its fd
+     * handlers and timers there.  attach_aio_context runs after the
+     * switch, in new_ctx's thread: the driver installs them again.  Both
+     * optional; a driver with no per-context state needs neither.
+     */
+    void (*detach_aio_context)(BlockDriverState *bs);
+    void (*attach_aio_context)(BlockDriverState *bs, AioContext *new_ctx);
+    /*
      * The permissions bs needs on its child c (in role) and shares with
      * c's other parents, given what bs's own parents need of bs (perm,
      * the union of their edges' perm) and let others do (shared, the

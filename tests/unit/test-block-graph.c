@@ -488,6 +488,63 @@ static void test_drained_section_holds_new_requests(void)
     bdrv_unref(bs);
 }
 
+/* A read through blk, run as a coroutine in the node's iothread. */
+typedef struct IoRead {
+    BlockBackend *blk;
+    int ret;
+    int done;                    /* atomic: set by the iothread */
+} IoRead;
+
+static void coroutine_fn io_read_co(void *opaque)
+{
+    IoRead *r = opaque;
+    char buf[512];
+    QIOVector qiov;
+
+    qiov_init_buf(&qiov, buf, sizeof(buf));
+    r->ret = blk_co_preadv(r->blk, 0, 512, &qiov, 0);
+    qiov_destroy(&qiov);
+    __atomic_store_n(&r->done, 1, __ATOMIC_RELEASE);
+}
+
+static void coroutine_fn noop_co(void *opaque)
+{
+}
+
+/*
+ * The backend's node lives in an iothread; the main thread drains it.
+ * A request started there meanwhile waits in the backend's queue (which
+ * belongs to the iothread: drained_begin/end update it there, not from
+ * the main thread) and runs once the drained section ends.
+ */
+static void test_drained_section_in_iothread(void)
+{
+    BlockDriverState *bs = test_open_json("{'driver':'null-co'}", &error_abort);
+    BlockBackend *blk = blk_new(NULL, &error_abort);
+    IOThread *t = iothread_create("graph-io0", &error_abort);
+    AioContext *io = iothread_get_aio_context(t);
+    IoRead r = { .blk = blk };
+
+    g_assert_true(blk_insert_bs(blk, bs, &error_abort));
+    g_assert_true(bdrv_try_change_aio_context(bs, io, blk, &error_abort));
+    bdrv_drained_begin(bs);
+    aio_co_enter(io, coroutine_create(io_read_co, &r));
+    /* Runs after io_read_co has reached the backend's queue. */
+    aio_run_in_context(io, noop_co, NULL);
+    aio_run_in_context(io, noop_co, NULL);
+    g_assert_cmpint(__atomic_load_n(&r.done, __ATOMIC_ACQUIRE), ==, 0);
+    bdrv_drained_end(bs);
+    while (!__atomic_load_n(&r.done, __ATOMIC_ACQUIRE)) {
+        aio_run_in_context(io, noop_co, NULL);
+    }
+    g_assert_cmpint(r.ret, ==, 0);
+    g_assert_true(bdrv_try_change_aio_context(bs, aio_main_context(), blk,
+                                              &error_abort));
+    blk_unref(blk);
+    bdrv_unref(bs);
+    iothread_destroy(t);
+}
+
 static void test_query_named_block_nodes(void)
 {
     BlockDriverState *bs = test_open_json(
@@ -695,6 +752,8 @@ int main(int argc, char **argv)
     g_test_add_func("/block-graph/drain/waits", test_drain_waits_for_requests);
     g_test_add_func("/block-graph/drain/holds-new-requests",
                     test_drained_section_holds_new_requests);
+    g_test_add_func("/block-graph/drain/iothread",
+                    test_drained_section_in_iothread);
     g_test_add_func("/block-graph/query/named-block-nodes",
                     test_query_named_block_nodes);
     g_test_add_func("/block-graph/query/block", test_query_block);

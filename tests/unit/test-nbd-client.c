@@ -525,6 +525,40 @@ static void test_iothread(void)
     server_free(&srv);
 }
 
+/*
+ * The node moves to an iothread (I/O there, so its connection runs
+ * there) and back, and the iothread ends before the node sees another
+ * request.  The connection must have left the iothread during the move
+ * (BlockDriver.detach/attach_aio_context): a driver that followed its
+ * node lazily would ask the dead thread to let go of it and hang.
+ */
+static void test_iothread_gone(void)
+{
+    Server srv = { 0 };
+    BlockDriverState *bs;
+    IOThread *t;
+    Error *err = NULL;
+
+    if (!server_start(&srv)) {
+        return;
+    }
+    t = iothread_create("nbd-io1", &err);
+    g_assert_nonnull(t);
+    bs = open_nbd(&srv);
+
+    g_assert_true(bdrv_try_change_aio_context(bs, iothread_get_aio_context(t),
+                                              NULL, &err));
+    g_assert_cmpint(io_in_node_ctx(bs, 0, 0x41), ==, 0);
+    g_assert_true(bdrv_try_change_aio_context(bs, aio_main_context(), NULL,
+                                              &err));
+    iothread_destroy(t);
+    g_assert_cmpint(io_in_node_ctx(bs, 64 * KiB, 0x42), ==, 0);
+    g_assert_cmpint(io_in_node_ctx(bs, 0, 0x43), ==, 0);
+    g_assert_null(err);
+    bdrv_unref(bs);
+    server_free(&srv);
+}
+
 static void test_server_gone(void)
 {
     Server srv = { 0 };
@@ -558,5 +592,6 @@ int main(int argc, char **argv)
     g_test_add_func("/nbd-client/pipelined", test_pipelined);
     g_test_add_func("/nbd-client/server-gone", test_server_gone);
     g_test_add_func("/nbd-client/iothread", test_iothread);
+    g_test_add_func("/nbd-client/iothread-gone", test_iothread_gone);
     return g_test_run();
 }
