@@ -7,14 +7,18 @@
  * fallback, write hooks and accounting),
  * image locking between nodes and against QEMU's qemu-io when installed.
  * Images live in a fresh directory under /var/tmp (a real file system:
- * tmpfs has no O_DIRECT).
+ * tmpfs has no O_DIRECT); the tmpfs inline path uses /dev/shm, and a
+ * loop device (root only, else skipped) checks that device nodes on a
+ * tmpfs /dev do not take it.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
 #include <string.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -25,6 +29,7 @@
 #include "block/block_int.h"
 #include "tests/unit/block-test-helpers.h"
 #include "util/linux-aio.h"
+#include "util/thread-pool.h"
 
 #define KiB 1024
 #define MiB (1024 * 1024)
@@ -184,6 +189,124 @@ static void test_rw_threads(void)
     OpenArgs a = { 0 };
 
     check_write_read(path, &a);
+}
+
+/* Waits until every pool worker has exited, then keeps new ones alive
+ * for long enough that the test can count them. */
+static void drain_pool_workers(void)
+{
+    thread_pool_set_idle_timeout_ms(1);
+    while (thread_pool_num_workers() > 0) {
+        g_usleep(1000);
+    }
+    thread_pool_set_idle_timeout_ms(600 * 1000);
+}
+
+/*
+ * Writes len bytes of c at offset and reads them back; returns whether a
+ * pool worker was started for it (the pool was drained before).
+ */
+static bool rw_used_pool(BlockDriverState *bs, int64_t offset, int64_t len,
+                         int c)
+{
+    g_autofree uint8_t *buf = g_malloc(len);
+
+    drain_pool_workers();
+    memset(buf, c, len);
+    g_assert_cmpint(bdrv_pwrite(bs, offset, len, buf, 0), ==, 0);
+    memset(buf, 0, len);
+    g_assert_cmpint(bdrv_pread(bs, offset, len, buf, 0), ==, 0);
+    assert_filled(buf, len, c);
+    return thread_pool_num_workers() > 0;
+}
+
+/* On tmpfs, reads and writes up to 64 KiB run inline (no worker) and
+ * larger ones in the pool; on a disk file system every one uses it. */
+static void test_rw_tmpfs_inline(void)
+{
+    g_autofree char *shm = g_strdup("/dev/shm/blockd-test-file-XXXXXX");
+    g_autofree char *disk = new_path("rw-not-tmpfs.raw");
+    g_autofree uint8_t *host = NULL;
+    BlockDriverState *bs;
+    OpenArgs a = { 0 };
+    struct statfs sf;
+    int fd;
+
+    if (statfs("/dev/shm", &sf) < 0 || sf.f_type != TMPFS_MAGIC) {
+        g_test_skip("/dev/shm is not tmpfs");
+        return;
+    }
+    fd = g_mkstemp(shm);
+    g_assert_cmpint(fd, >=, 0);
+    close(fd);
+    make_file(shm, MiB, 0);
+    bs = open_ok(shm, &a);
+    g_assert_false(rw_used_pool(bs, 4 * KiB, 4 * KiB, 0x11));
+    g_assert_false(rw_used_pool(bs, 512 * KiB, 64 * KiB, 0x22));
+    g_assert_true(rw_used_pool(bs, 256 * KiB, 64 * KiB + 512, 0x33));
+    bdrv_unref(bs);
+    host = read_host(shm, 512 * KiB, 64 * KiB);
+    assert_filled(host, 64 * KiB, 0x22);
+    g_assert_cmpint(g_unlink(shm), ==, 0);
+
+    make_file(disk, MiB, 0);
+    bs = open_ok(disk, &a);
+    g_assert_true(rw_used_pool(bs, 4 * KiB, 4 * KiB, 0x44));
+    bdrv_unref(bs);
+    thread_pool_set_idle_timeout_ms(10 * 1000);
+}
+
+/* Attaches a loop device to path (root only); NULL if that fails.  The
+ * caller detaches it with losetup -d and frees the name. */
+static char *loop_attach(const char *path)
+{
+    g_autofree char *losetup = g_find_program_in_path("losetup");
+    const char *argv[] = { "losetup", "-f", "--show", path, NULL };
+    char *out = NULL;
+    int status;
+
+    if (geteuid() != 0 || !losetup) {
+        return NULL;
+    }
+    argv[0] = losetup;
+    if (!g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_STDERR_TO_DEV_NULL,
+                      NULL, NULL, &out, NULL, &status, NULL) ||
+        !g_spawn_check_wait_status(status, NULL)) {
+        g_free(out);
+        return NULL;
+    }
+    return g_strstrip(out);
+}
+
+/*
+ * A block device whose node lives on tmpfs (devtmpfs or a container's
+ * /dev) is not a tmpfs file: its small reads and writes wait for the
+ * device, so they must still go to the pool.
+ */
+static void test_rw_blockdev_not_inline(void)
+{
+    g_autofree char *img = new_path("loop-backing.raw");
+    g_autofree char *dev = NULL;
+    BlockDriverState *bs;
+    OpenArgs a = { 0 };
+    const char *argv[] = { "losetup", "-d", NULL, NULL };
+    bool used;
+
+    make_file(img, MiB, 0);
+    dev = loop_attach(img);
+    if (!dev) {
+        g_test_skip("cannot attach a loop device (needs root and losetup)");
+        return;
+    }
+    bs = open_ok(dev, &a);
+    used = rw_used_pool(bs, 4 * KiB, 4 * KiB, 0x55);
+    bdrv_unref(bs);
+    thread_pool_set_idle_timeout_ms(10 * 1000);
+    /* Detached before the verdict so that a failure leaves no device. */
+    argv[2] = dev;
+    g_assert_true(g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_SEARCH_PATH,
+                               NULL, NULL, NULL, NULL, NULL, NULL));
+    g_assert_true(used);
 }
 
 static void test_rw_direct_threads(void)
@@ -1291,6 +1414,9 @@ int main(int argc, char **argv)
                     test_copy_range_fallback_null);
     g_test_add_func("/file-posix/copy-range/write-hooks",
                     test_copy_range_write_hooks);
+    g_test_add_func("/file-posix/rw/tmpfs-inline", test_rw_tmpfs_inline);
+    g_test_add_func("/file-posix/rw/blockdev-not-inline",
+                    test_rw_blockdev_not_inline);
     g_test_add_func("/file-posix/rw/direct-threads", test_rw_direct_threads);
     g_test_add_func("/file-posix/rw/native", test_rw_native);
     g_test_add_func("/file-posix/rw/native-requires-direct",
