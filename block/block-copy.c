@@ -163,6 +163,9 @@ BlockCopyState *block_copy_state_new(BlockDriverState *source,
                                            : BLOCK_COPY_DEFAULT_WORKERS;
     s->max_chunk = opts->max_chunk > 0 ? opts->max_chunk
                                        : BLOCK_COPY_DEFAULT_CHUNK;
+    if (bdrv_get_max_transfer(target) > 0) {
+        s->max_chunk = MIN(s->max_chunk, bdrv_get_max_transfer(target));
+    }
     s->max_chunk = MAX(align_down64(s->max_chunk, cs), cs);
     s->skip_unallocated = opts->skip_unallocated;
     s->use_copy_range = opts->use_copy_range;

@@ -34,13 +34,24 @@ typedef struct BlockCopyState BlockCopyState;
 
 #define BLOCK_COPY_MIN_CLUSTER (4 * 1024)
 #define BLOCK_COPY_DEFAULT_WORKERS 16
-#define BLOCK_COPY_DEFAULT_CHUNK (1024 * 1024)
+/*
+ * Default chunk: 512 KiB.  Against an NBD target served by qemu-nbd,
+ * 1 MiB and larger requests made the server take a fresh buffer for each
+ * one (a page fault per 4 KiB received: 526 thousand for 2 GiB) and it
+ * used about twice the CPU; at 512 KiB it reuses its buffers and a 2 GiB
+ * backup to it on tmpfs took 1.4-2.6 s instead of 2.7-5.8 s.  File
+ * targets were no slower (on disk and tmpfs).  A chunk is never larger
+ * than the target's max_transfer either: a longer request would be split
+ * into pieces written one after another.
+ */
+#define BLOCK_COPY_DEFAULT_CHUNK (512 * 1024)
 #define BLOCK_COPY_DEFAULT_CBW_BUFFER (32 * 1024 * 1024)
 
 typedef struct BlockCopyOptions {
     int max_workers;          /* background tasks in flight (0: default) */
-    int64_t max_chunk;        /* bytes per task (0: default), rounded to
-                               * whole clusters */
+    int64_t max_chunk;        /* bytes per task (0: default), at most
+                               * the target's max_transfer, rounded
+                               * down to whole clusters */
     bool skip_unallocated;    /* sync=top: copy only what source allocates */
     /* Bytes of old data a guest write may leave in memory while it is
      * written to the target in the background (0: write through: the guest

@@ -450,6 +450,53 @@ static void test_target_error(void)
     bdrv_unref(dst);
 }
 
+/* The size of the first chunk the background loop claims, with options o,
+ * against a null-co target with max_transfer mt (0: none). */
+static int64_t first_chunk(const char *name, int64_t mt,
+                           const BlockCopyOptions *o)
+{
+    BlockDriverState *src = make_image(name, true);
+    g_autofree char *dname = g_strdup_printf("%s-dst", name);
+    g_autofree char *json = mt ? g_strdup_printf(
+        "{'driver': 'null-co', 'node-name': '%s', 'size': %d, "
+        "'x-max-transfer': %" G_GINT64_FORMAT "}", dname, IMG_SIZE, mt)
+                               : g_strdup_printf(
+        "{'driver': 'null-co', 'node-name': '%s', 'size': %d}", dname,
+        IMG_SIZE);
+    BlockDriverState *dst = open_json(json);
+    BlockCopyState *bcs = block_copy_state_new(src, dst, o, &error_abort);
+    Run r = { .bcs = bcs };
+
+    block_copy_set_dirty(bcs, 0, IMG_SIZE);
+    coroutine_enter(coroutine_create(one_task_entry, &r));
+    AIO_WAIT_WHILE(aio_main_context(), !r.done);
+    block_copy_state_free(bcs);
+    bdrv_unref(src);
+    bdrv_unref(dst);
+    return r.ret;
+}
+
+/* Chunks: 512 KiB by default, x-perf's max_chunk when given, never more
+ * than the target's max_transfer (a longer write would be split into
+ * pieces written one after another), never less than a cluster. */
+static void test_chunk_limits(void)
+{
+    BlockCopyOptions def = { 0 };
+    BlockCopyOptions big = { .max_chunk = 4 * MiB };
+    BlockCopyOptions odd = { .max_chunk = 4096 + 100 };
+
+    g_assert_cmpint(first_chunk("chunk-def", 0, &def), ==,
+                    BLOCK_COPY_DEFAULT_CHUNK);
+    g_assert_cmpint(BLOCK_COPY_DEFAULT_CHUNK, ==, 512 * 1024);
+    g_assert_cmpint(first_chunk("chunk-big", 0, &big), ==, 4 * MiB);
+    g_assert_cmpint(first_chunk("chunk-def-mt", 65536, &def), ==, 65536);
+    g_assert_cmpint(first_chunk("chunk-big-mt", 2 * MiB, &big), ==,
+                    2 * MiB);
+    /* Rounded down to whole clusters, at least one. */
+    g_assert_cmpint(first_chunk("chunk-odd", 0, &odd), ==, 4096);
+    g_assert_cmpint(first_chunk("chunk-odd-mt", 6144, &big), ==, 4096);
+}
+
 int main(int argc, char **argv)
 {
     int ret;
@@ -469,6 +516,7 @@ int main(int argc, char **argv)
     g_test_add_func("/block-copy/copy-range", test_copy_range);
     g_test_add_func("/block-copy/skip-unallocated", test_skip_unallocated);
     g_test_add_func("/block-copy/target-error", test_target_error);
+    g_test_add_func("/block-copy/chunk-limits", test_chunk_limits);
     ret = g_test_run();
     g_autofree char *cmd = g_strdup_printf("rm -rf '%s'", test_dir);
     if (system(cmd) != 0) {
