@@ -101,9 +101,15 @@ struct BlockCopyState {
     int status_ret;
 };
 
-/* Background limits while the guest writes (see guest_active_until). */
-#define GUEST_WORKERS 1
-#define GUEST_CHUNK (256 * 1024)
+/*
+ * Background limits while the guest writes (see guest_active_until).
+ * Two workers of 512 KiB rather than one of 256 KiB: make demo's 1 GiB
+ * backup under a guest writer went from 26-29 to 34-39 MiB/s on disk
+ * while the guest kept 92-96% of its rate, and bench/backup's fio guest
+ * case did not move (disk 38-44% vs 39-41%, tmpfs within its noise).
+ */
+#define GUEST_WORKERS 2
+#define GUEST_CHUNK (512 * 1024)
 #define GUEST_ACTIVE_NS (50 * 1000 * 1000)
 #define GUEST_IDLE_FACTOR 2
 #define GUEST_MAX_PAUSE_NS (10 * 1000 * 1000)
